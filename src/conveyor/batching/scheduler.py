@@ -1,0 +1,218 @@
+"""Per model version: the batch queue, the instance workers, and the pump that joins them.
+
+Everything here runs on the event loop except `_execute`, which runs on an instance's
+worker thread. The pump runs on every arrival, every completion and every timer:
+expire timed-out requests, then give each idle instance the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+
+from conveyor.batching.queue import BatchQueue, QueuedRequest
+from conveyor.errors import ConveyorError, InternalError, RequestTimeoutError, UnavailableError
+from conveyor.repository.config import ModelConfig
+from conveyor.runtimes.base import Runtime
+from conveyor.workers.threads import ThreadWorker
+
+log = logging.getLogger("conveyor.batching")
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Per request of a batch: its outputs, or the error that failed it alone."""
+
+    results: list[Outputs | BaseException]
+    compute_ns: int
+
+
+def _concat(batch: list[QueuedRequest]) -> dict[str, np.ndarray]:
+    if len(batch) == 1:
+        return batch[0].inputs
+    return {name: np.concatenate([item.inputs[name] for item in batch]) for name in batch[0].inputs}
+
+
+def _split(outputs: Outputs, batch: list[QueuedRequest], batched: bool) -> list[Outputs]:
+    if not batched:
+        return [outputs]
+    total = sum(item.rows for item in batch)
+    for name, value in outputs.items():
+        if value.ndim == 0 or value.shape[0] != total:
+            raise InternalError(
+                f"output '{name}' has {value.shape[0] if value.ndim else 0} rows "
+                f"for a batch of {total}"
+            )
+    if len(batch) == 1:
+        return [outputs]
+    parts, start = [], 0
+    for item in batch:
+        end = start + item.rows
+        parts.append({name: value[start:end] for name, value in outputs.items()})
+        start = end
+    return parts
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: ModelConfig,
+        version: int,
+        runtimes: list[Runtime],
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ) -> None:
+        self.config = config
+        self.label = f"{config.name}:{version}"
+        self.queue = BatchQueue(config.name, config.max_batch_size, config.dynamic_batching)
+        self.batched = config.max_batch_size > 0
+        self._clock = clock
+        self._workers = [
+            ThreadWorker(rt, f"{config.name}-v{version}-{i}") for i, rt in enumerate(runtimes)
+        ]
+        self._idle: list[ThreadWorker] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0
+        self.in_flight = 0  # batches executing
+        self.closed = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for worker in self._workers:
+            worker.start(loop)
+        self._idle = list(self._workers)
+
+    async def submit(
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str],
+        rows: int,
+        key: Hashable,
+        priority: int = 0,
+        timeout_us: int | None = None,
+    ) -> Outputs:
+        if self.closed or self._loop is None:
+            raise UnavailableError(f"model '{self.label}' is not accepting requests")
+        item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
+        self.queue.push(item, self._clock(), timeout_us)
+        item.future = future = self._loop.create_future()
+        self._pump()
+        try:
+            result: Outputs = await future
+        except asyncio.CancelledError:
+            self.queue.discard(item)
+            raise
+        return result
+
+    def _pump(self) -> None:
+        now = self._clock()
+        for item in self.queue.expire(now):
+            if not item.future.done():
+                waited_us = (now - item.enqueue_ns) // 1000
+                item.future.set_exception(
+                    RequestTimeoutError(
+                        f"request to model '{self.label}' timed out after {waited_us} µs "
+                        "in the queue"
+                    )
+                )
+        while self._idle:
+            batch = self.queue.take(now, self.in_flight)
+            if batch is None:
+                break
+            batch = [item for item in batch if not item.future.done()]
+            if batch:
+                self._dispatch(self._idle.pop(), batch)
+        self._arm(self.queue.next_wakeup_ns())
+
+    def _arm(self, at_ns: int) -> None:
+        if at_ns == 0 or (self._timer is not None and self._timer_at <= at_ns):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        delay = max(0.0, (at_ns - self._clock()) / 1e9)
+        self._timer_at = at_ns
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = 0
+        self._pump()
+
+    def _dispatch(self, worker: ThreadWorker, batch: list[QueuedRequest]) -> None:
+        self.in_flight += 1
+
+        def done(result: BatchResult | None, error: BaseException | None) -> None:
+            self.in_flight -= 1
+            self._idle.append(worker)
+            self._complete(batch, result, error)
+            self._pump()
+
+        worker.submit(lambda rt: self._execute(rt, batch), done)
+
+    def _execute(self, runtime: Runtime, batch: list[QueuedRequest]) -> BatchResult:
+        """Runs on the worker thread. A failed batch is retried request by request, so a
+        bad request fails alone and its batch-mates still get their answers."""
+        start = time.perf_counter_ns()
+        names = sorted({name for item in batch for name in item.outputs})
+        results: list[Outputs | BaseException]
+        try:
+            merged = runtime.infer(_concat(batch), names)
+            results = list(_split(merged, batch, self.batched))
+        except Exception as exc:
+            if len(batch) == 1:
+                results = [exc]
+            else:
+                results = []
+                for item in batch:
+                    try:
+                        results.append(runtime.infer(item.inputs, item.outputs))
+                    except Exception as single_exc:
+                        results.append(single_exc)
+        return BatchResult(results, time.perf_counter_ns() - start)
+
+    def _complete(
+        self, batch: list[QueuedRequest], result: BatchResult | None, error: BaseException | None
+    ) -> None:
+        for i, item in enumerate(batch):
+            if item.future.done():
+                continue
+            outcome: Outputs | BaseException = (
+                error if error is not None else result.results[i]  # type: ignore[union-attr]
+            )
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(self._translate(outcome))
+            else:
+                item.future.set_result({n: outcome[n] for n in item.outputs})
+
+    def _translate(self, exc: BaseException) -> ConveyorError:
+        if isinstance(exc, ConveyorError):
+            return exc
+        # The runtime's own message goes to the log only; the client gets a generic one.
+        log.error("model %s failed to execute: %s", self.label, exc, exc_info=exc)
+        return InternalError(f"model '{self.label}' failed to execute the request")
+
+    def close(self) -> None:
+        """Stop accepting; fail what is still queued; stop the workers."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for item in list(self.queue._waiting()):
+            self.queue.discard(item)
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(UnavailableError(f"model '{self.label}' was unloaded"))
+        for worker in self._workers:
+            worker.stop()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until nothing is queued or executing (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while (len(self.queue) or self.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)

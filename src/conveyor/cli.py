@@ -1,0 +1,124 @@
+"""`conveyor` command line. Flags are parsed here, once, into typed options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from conveyor import __version__
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="conveyor", description="Conveyor: model serving and its benchmark laboratory."
+    )
+    p.add_argument("--version", action="version", version=f"conveyor {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve a model repository over KServe V2 REST",
+        description="Serve a Triton-style model repository (REPO/<model>/<version>/model.onnx "
+        "plus config.yaml or config.pbtxt) over the KServe V2 REST protocol.",
+    )
+    s.add_argument("repository", type=Path, help="model repository directory")
+    s.add_argument(
+        "--host", default="0.0.0.0", help="bind address of every listener (default 0.0.0.0)"
+    )
+    s.add_argument(
+        "--http-port", type=int, default=8000, help="HTTP port (default 8000; 0 picks a free port)"
+    )
+    s.add_argument(
+        "--model-control-mode",
+        choices=["none", "explicit"],
+        default="none",
+        help="none: load every model at start; explicit: load only --load-model "
+        "models ('*' for all)",
+    )
+    s.add_argument(
+        "--load-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --model-control-mode explicit: a model to load at start (repeatable)",
+    )
+    s.add_argument(
+        "--exit-timeout-secs",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 30)",
+    )
+    s.add_argument(
+        "--max-request-bytes",
+        type=_size,
+        default="64MiB",
+        help="largest request body accepted; larger ones get 413 (default 64MiB)",
+    )
+    s.add_argument(
+        "--default-max-batch-size",
+        type=int,
+        default=8,
+        help="max_batch_size given to models whose config leaves it out and whose "
+        "tensors have a variable first dimension (default 8)",
+    )
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    d = sub.add_parser(
+        "demo-repo",
+        help="write the demo model repository (built offline, fixed seeds)",
+        description="Write the demo models: simple (INT32 add/sub), linear (x·W 256x256), "
+        "mlp (classifier, config completed from the ONNX file) and resnet (ResNet-18-style).",
+    )
+    d.add_argument("directory", type=Path)
+    d.add_argument("--models", default="", help="comma-separated subset (default: all)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo-repo":
+        from conveyor.demo.repository import write_demo_repository
+
+        names = [n for n in args.models.split(",") if n] or None
+        written = write_demo_repository(args.directory, names)
+        print(f"wrote {', '.join(written)} to {args.directory}")
+        return 0
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from conveyor.server import ServerOptions, run
+
+    if args.load_model and args.model_control_mode != "explicit":
+        print("--load-model needs --model-control-mode explicit", file=sys.stderr)
+        return 2
+    if not args.repository.is_dir():
+        print(f"model repository {args.repository} is not a directory", file=sys.stderr)
+        return 2
+    options = ServerOptions(
+        repository=args.repository,
+        host=args.host,
+        http_port=args.http_port,
+        model_control_mode=args.model_control_mode,
+        load_models=tuple(args.load_model),
+        exit_timeout_secs=args.exit_timeout_secs,
+        max_request_bytes=args.max_request_bytes,
+        default_max_batch_size=args.default_max_batch_size,
+    )
+    return run(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

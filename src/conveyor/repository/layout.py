@@ -1,0 +1,73 @@
+"""The on-disk layout: REPO/<model>/<version>/<file> plus REPO/<model>/config.{yaml,pbtxt}.
+
+Triton's layout, so an existing Triton repository of ONNX models serves unchanged.
+A model directory may hold `config.yaml` (native), `config.yml`, `config.json` or
+Triton's `config.pbtxt`; the first found in that order wins. Version directories are
+positive integers; anything else in the model directory is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conveyor.repository import pbtxt
+from conveyor.repository.config import ConfigError, ModelConfig, VersionPolicy, parse_config
+
+CONFIG_FILES = ("config.yaml", "config.yml", "config.json", "config.pbtxt")
+
+
+@dataclass(slots=True)
+class ModelSource:
+    name: str
+    path: Path
+    config_file: Path | None
+    versions: list[int]  # every numeric version directory, ascending
+
+
+def scan(root: Path) -> dict[str, ModelSource]:
+    """Every model directory of the repository (hidden and `_` directories skipped)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"model repository {root} is not a directory")
+    models = {}
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.name.startswith((".", "_")):
+            continue
+        config_file = next((entry / n for n in CONFIG_FILES if (entry / n).is_file()), None)
+        versions = sorted(
+            int(v.name) for v in entry.iterdir() if v.is_dir() and v.name.isdigit() and int(v.name)
+        )
+        models[entry.name] = ModelSource(entry.name, entry, config_file, versions)
+    return models
+
+
+def read_config(source: ModelSource) -> ModelConfig:
+    """Parse the model's config file (or an empty one, completed later from the model)."""
+    raw: Any = {}
+    if source.config_file is not None:
+        text = source.config_file.read_text()
+        try:
+            if source.config_file.suffix == ".pbtxt":
+                raw = pbtxt.loads(text)
+            elif source.config_file.suffix == ".json":
+                raw = json.loads(text)
+            else:
+                raw = yaml.safe_load(text) or {}
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{source.config_file.name} is not valid: {exc}") from None
+    return parse_config(raw, source.name)
+
+
+def select_versions(policy: VersionPolicy, available: list[int]) -> list[int]:
+    if policy.kind == "all":
+        return list(available)
+    if policy.kind == "specific":
+        missing = sorted(set(policy.versions) - set(available))
+        if missing:
+            raise ConfigError(f"version_policy names versions {missing} that are not on disk")
+        return sorted(policy.versions)
+    return available[-policy.num_versions :]

@@ -1,0 +1,156 @@
+"""Loads the models of a repository and answers "which model version serves this?".
+
+A model that fails to load (bad config, broken file, config contradicting the model)
+is recorded with its reason and the other models still load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.batching.scheduler import Scheduler
+from conveyor.errors import ModelNotFoundError, NotFoundError, UnavailableError
+from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE, complete
+from conveyor.repository.config import ConfigError, ModelConfig
+from conveyor.repository.layout import ModelSource, read_config, scan, select_versions
+from conveyor.runtimes.base import Backend, Runtime
+
+log = logging.getLogger("conveyor.repository")
+
+READY, UNAVAILABLE = "READY", "UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class ModelVersion:
+    name: str
+    version: int
+    config: ModelConfig
+    scheduler: Scheduler
+    load_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    name: str
+    config: ModelConfig | None = None
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    state: str = UNAVAILABLE
+    reason: str = ""
+
+    def default_version(self) -> ModelVersion | None:
+        return self.versions[max(self.versions)] if self.versions else None
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        root: Path,
+        backends: dict[str, Backend],
+        default_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ) -> None:
+        self.root = root
+        self.backends = backends
+        self.default_max_batch_size = default_max_batch_size
+        self.models: dict[str, ModelEntry] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def load(self, names: list[str] | None = None) -> None:
+        """Load every model (or only `names`); blocking: call before serving."""
+        sources = scan(self.root)
+        if names:
+            unknown = sorted(set(names) - set(sources))
+            for name in unknown:
+                self.models[name] = ModelEntry(name, reason="no such model in the repository")
+                log.error("model %r: no such model in the repository %s", name, self.root)
+            sources = {n: s for n, s in sources.items() if n in names}
+        for source in sources.values():
+            self.models[source.name] = self._load_model(source)
+
+    def _load_model(self, source: ModelSource) -> ModelEntry:
+        entry = ModelEntry(source.name)
+        try:
+            config = read_config(source)
+            backend = self.backends.get(config.backend)
+            if backend is None:
+                raise ConfigError(
+                    f"backend {config.backend!r} is not available "
+                    f"(available: {', '.join(sorted(self.backends))})"
+                )
+            versions = select_versions(config.version_policy, source.versions)
+            if not versions:
+                raise ConfigError(f"no version directory (e.g. {source.path / '1'}) found")
+            for version in versions:
+                entry.versions[version] = self._load_version(
+                    backend, config, source.path / str(version), version
+                )
+            entry.config, entry.state = config, READY
+            log.info("model %r loaded: versions %s", source.name, versions)
+        except Exception as exc:  # one broken model must not stop the others
+            for mv in entry.versions.values():
+                mv.scheduler.close()
+            entry.versions.clear()
+            entry.reason = str(exc) or type(exc).__name__
+            log.error("model %r failed to load: %s", source.name, entry.reason)
+        return entry
+
+    def _load_version(
+        self, backend: Backend, config: ModelConfig, path: Path, version: int
+    ) -> ModelVersion:
+        start = time.perf_counter()
+        runtimes: list[Runtime] = []
+        try:
+            for i in range(config.instance_count):
+                runtime = backend.load(config, path, i)
+                runtimes.append(runtime)
+                if i == 0:
+                    complete(config, runtime.inputs, runtime.outputs, self.default_max_batch_size)
+        except ConfigError as exc:
+            for rt in runtimes:
+                rt.close()
+            raise ConfigError(f"version {version}: {exc}") from None
+        except Exception as exc:
+            for rt in runtimes:
+                rt.close()
+            raise ConfigError(f"version {version}: cannot load {path}: {exc}") from None
+        scheduler = Scheduler(config, version, runtimes)
+        if self._loop is not None:
+            scheduler.start(self._loop)
+        return ModelVersion(config.name, version, config, scheduler, time.perf_counter() - start)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for entry in self.models.values():
+            for mv in entry.versions.values():
+                mv.scheduler.start(loop)
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        entry = self.models.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"unknown model '{name}'")
+        if entry.state != READY:
+            raise UnavailableError(f"model '{name}' is not ready: {entry.reason}")
+        if not version:
+            mv = entry.default_version()
+        else:
+            mv = entry.versions.get(int(version)) if version.isdigit() else None
+        if mv is None:
+            raise NotFoundError(
+                f"unknown version '{version}' of model '{name}' "
+                f"(available: {', '.join(map(str, sorted(entry.versions)))})"
+            )
+        return mv
+
+    def close(self) -> None:
+        for entry in self.models.values():
+            for mv in entry.versions.values():
+                mv.scheduler.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for entry in self.models.values():
+            for mv in entry.versions.values():
+                await mv.scheduler.drain(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,112 @@
+"""ONNX Runtime backend: one InferenceSession per instance, run from the instance's thread.
+
+Session options come from the config, with Triton's onnxruntime-backend names:
+`parameters.intra_op_thread_count`, `parameters.inter_op_thread_count`,
+`optimization.graph.level` (-1 none, 1 basic, 2 extended, 0/absent all), and
+`instance_group.kind` / `optimization.execution_accelerators` for CUDA/TensorRT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from conveyor.datatypes import ORT_TO_V2
+from conveyor.repository.config import ModelConfig
+from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+
+log = logging.getLogger("conveyor.runtimes.onnx")
+
+_GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+}
+
+
+def _spec(arg: ort.NodeArg) -> TensorSpec:
+    try:
+        datatype = ORT_TO_V2[arg.type]
+    except KeyError:
+        raise ValueError(f"tensor {arg.name!r} has unsupported type {arg.type}") from None
+    shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, datatype, shape)
+
+
+def choose_providers(config: ModelConfig, available: list[str]) -> list[str]:
+    """Execution providers for the instance kind, falling back to CPU with a log line."""
+    kind = config.instance_kind
+    wanted: list[str] = []
+    if kind in ("KIND_GPU", "KIND_AUTO"):
+        if "tensorrt" in config.gpu_accelerators:
+            wanted.append("TensorrtExecutionProvider")
+        wanted.append("CUDAExecutionProvider")
+    chosen = [p for p in wanted if p in available]
+    if kind == "KIND_GPU" and not chosen:
+        log.warning(
+            "model %r asks for KIND_GPU but ONNX Runtime offers %s: running on CPU",
+            config.name,
+            ", ".join(available),
+        )
+    elif "tensorrt" in config.gpu_accelerators and "TensorrtExecutionProvider" not in chosen:
+        log.warning("model %r: TensorRT execution provider unavailable, skipped", config.name)
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class OnnxRuntime(Runtime):
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._inputs = [_spec(a) for a in session.get_inputs()]
+        self._outputs = [_spec(a) for a in session.get_outputs()]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        results = self._session.run(outputs, inputs)
+        return dict(zip(outputs, results, strict=True))
+
+    def close(self) -> None:
+        del self._session
+
+
+class OnnxBackend(Backend):
+    name = "onnxruntime"
+
+    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
+        path = version_dir / config.default_model_filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        return path
+
+    def session_options(self, config: ModelConfig) -> ort.SessionOptions:
+        opts = ort.SessionOptions()
+        params = config.parameters
+        # Instances run side by side: by default share the cores between them instead
+        # of letting every session spin up one thread per core.
+        cores = os.cpu_count() or 1
+        default_intra = max(1, cores // max(1, config.instance_count))
+        opts.intra_op_num_threads = int(params.get("intra_op_thread_count", default_intra))
+        opts.inter_op_num_threads = int(params.get("inter_op_thread_count", 1))
+        opts.graph_optimization_level = _GRAPH_LEVELS.get(
+            config.graph_optimization_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
+        opts.log_severity_level = 3
+        return opts
+
+    def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:
+        path = self.model_file(config, version_dir)
+        providers = choose_providers(config, ort.get_available_providers())
+        session = ort.InferenceSession(
+            str(path), sess_options=self.session_options(config), providers=providers
+        )
+        return OnnxRuntime(session)

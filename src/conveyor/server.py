@@ -1,0 +1,109 @@
+"""The composition root: wires repository, data plane and transports. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.dataplane import DataPlane
+from conveyor.http.rest import RestApp
+from conveyor.http.server import HttpServer
+from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE
+from conveyor.repository.manager import ModelRepository
+from conveyor.runtimes.base import Backend
+
+log = logging.getLogger("conveyor.server")
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+def default_backends() -> dict[str, Backend]:
+    from conveyor.runtimes.onnx import OnnxBackend
+
+    return {OnnxBackend.name: OnnxBackend()}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    repository: Path
+    host: str = "0.0.0.0"
+    http_port: int = 8000
+    model_control_mode: str = "none"  # none | explicit
+    load_models: tuple[str, ...] = ()
+    exit_timeout_secs: float = 30.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    default_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    backends: dict[str, Backend] | None = field(default=None, compare=False)
+
+
+class Server:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.repository = ModelRepository(
+            options.repository,
+            options.backends if options.backends is not None else default_backends(),
+            options.default_max_batch_size,
+        )
+        self.dataplane = DataPlane(self.repository)
+        self.http = HttpServer(
+            RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
+        )
+
+    def _models_to_load(self) -> list[str] | None:
+        if self.options.model_control_mode == "explicit":
+            names = list(self.options.load_models)
+            return None if "*" in names else names
+        return None
+
+    async def start(self) -> None:
+        """Listen at once (live), load the models off the loop, then turn ready."""
+        await self.http.start()
+        log.info("HTTP (KServe V2 REST) listening on %s:%d", self.options.host, self.http.port)
+        names = self._models_to_load()
+        if names == []:
+            log.info("explicit model control with no --load-model: no model loaded")
+        else:
+            await asyncio.to_thread(self.repository.load, names)
+        self.repository.start(asyncio.get_running_loop())
+        self.dataplane.ready = True
+        for row in self.dataplane.repository_index():
+            log.info("  %-24s %-4s %s %s", row["name"], row["version"], row["state"], row["reason"])
+        log.info("server ready")
+
+    async def stop(self) -> None:
+        """Graceful: not ready, stop accepting, finish in-flight requests (bounded)."""
+        log.info(
+            "shutting down: finishing in-flight requests (at most %gs)",
+            self.options.exit_timeout_secs,
+        )
+        self.dataplane.ready = False
+        await self.http.shutdown(self.options.exit_timeout_secs)
+        await self.repository.drain(1.0)
+        self.repository.close()
+        log.info("stopped")
+
+
+async def serve(options: ServerOptions) -> int:
+    server = Server(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)  # a second signal kills at once
+    await server.stop()
+    return 0
+
+
+def run(options: ServerOptions) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(serve(options))
+    except ImportError:
+        return asyncio.run(serve(options))

@@ -194,6 +194,7 @@ class _Connection(asyncio.Protocol):
                 response = error_response(500, "internal server error")
             if self.transport is None:
                 return
+            keep_alive = keep_alive and not self.server.draining
             self._write(response, keep_alive)
             if not keep_alive:
                 self.transport.close()

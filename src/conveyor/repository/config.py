@@ -156,9 +156,7 @@ def _dynamic_batching(raw: Any, max_batch_size: int) -> DynamicBatching:
         default_priority_level=_int(raw.get("default_priority_level", 0), "priority level"),
         default_queue_policy=_queue_policy(raw.get("default_queue_policy")),
     )
-    pqp = raw.get("priority_queue_policy") or {}
-    if isinstance(pqp, list):  # pbtxt map form: [{key: 1, value: {...}}]
-        pqp = {entry["key"]: entry.get("value") for entry in pqp}
+    pqp = _map_entries(raw.get("priority_queue_policy")) or {}
     db.priority_queue_policy = {_int(k, "priority"): _queue_policy(v) for k, v in pqp.items()}
     for size in db.preferred_batch_size:
         if not 0 < size <= max(max_batch_size, 1):
@@ -192,9 +190,17 @@ def _version_policy(raw: Any) -> VersionPolicy:
     return VersionPolicy(kind="latest", num_versions=num)
 
 
+def _map_entries(raw: Any) -> Any:
+    """pbtxt writes a map as repeated {key: k, value: v} messages: make it a dict."""
+    if isinstance(raw, dict) and set(raw) == {"key", "value"}:
+        raw = [raw]
+    if isinstance(raw, list):
+        return {entry["key"]: entry.get("value") for entry in raw}
+    return raw
+
+
 def _parameters(raw: Any) -> dict[str, str]:
-    if isinstance(raw, list):  # pbtxt map form: [{key: k, value: {string_value: v}}]
-        raw = {entry["key"]: entry.get("value") for entry in raw}
+    raw = _map_entries(raw)
     out: dict[str, str] = {}
     for key, value in (raw or {}).items():
         if isinstance(value, dict):

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up (a .venv with the package and its test extras) and run the whole check:
+# lint, format check, type check, and the full test suite. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 \
+  | grep -v "^WARNING: Location 'file:" || true
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
+.venv/bin/mypy
+.venv/bin/pytest "$@"

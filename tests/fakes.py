@@ -1,0 +1,67 @@
+"""An in-memory backend for unit tests: y = x * 2, with a controllable delay and failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from conveyor.repository.config import ModelConfig
+from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+
+
+class FakeRuntime(Runtime):
+    """Doubles `x`. A batch containing the value `poison` fails (to test isolation)."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("x", "FP32", self.backend.shape)]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("y", "FP32", self.backend.shape)]
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        with self.backend.lock:
+            self.backend.batches.append(x.shape[0] if x.ndim else 1)
+        self.backend.gate.wait(10)
+        if self.backend.delay_s:
+            time.sleep(self.backend.delay_s)
+        if np.any(x == self.backend.poison):
+            raise RuntimeError("poisoned input")
+        return {"y": x * 2}
+
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    def __init__(self, shape: tuple[int, ...] = (-1, 4), delay_s: float = 0.0) -> None:
+        self.shape = shape
+        self.delay_s = delay_s
+        self.poison = -999.0
+        self.batches: list[int] = []
+        self.lock = threading.Lock()
+        self.gate = threading.Event()  # cleared: instances block until set
+        self.gate.set()
+
+    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
+        return version_dir
+
+    def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:
+        if (version_dir / "broken").exists():
+            raise RuntimeError("model file is corrupt")
+        return FakeRuntime(self)
+
+
+def write_model(root: Path, name: str, config: str = "", versions: tuple[int, ...] = (1,)) -> Path:
+    for v in versions:
+        (root / name / str(v)).mkdir(parents=True, exist_ok=True)
+    if config:
+        (root / name / "config.yaml").write_text(config)
+    return root / name

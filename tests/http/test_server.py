@@ -1,0 +1,138 @@
+"""The HTTP/1.1 layer over raw sockets: keep-alive, pipelining, 100-continue, chunked
+bodies, size limits, malformed and stalled requests, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import orjson
+import pytest
+
+from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+
+
+async def echo(request: HttpRequest) -> HttpResponse:
+    if request.path == "/boom":
+        raise RuntimeError("secret detail")
+    if request.path == "/slow":
+        await asyncio.sleep(0.3)
+    doc = {"method": request.method, "path": request.path, "query": request.query,
+           "size": len(request.body), "body": request.body.decode(errors="replace")[:20]}
+    return HttpResponse(200, [orjson.dumps(doc)])
+
+
+@asynccontextmanager
+async def running(**kw: float) -> AsyncIterator[HttpServer]:
+    server = HttpServer(echo, "127.0.0.1", 0, max_request_bytes=1000, **kw)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.shutdown(1.0)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        k, v = line.decode().split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+async def test_keep_alive_and_pipelining_answer_in_order() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"POST /b?q=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc"
+        )
+        s1, _, b1 = await read_response(reader)
+        s2, _, b2 = await read_response(reader)
+        assert (s1, orjson.loads(b1)["path"]) == (200, "/slow")
+        assert orjson.loads(b2) == {"method": "POST", "path": "/b", "query": "q=1", "size": 3,
+                                    "body": "abc"}
+        writer.write(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")  # same connection still open
+        assert (await read_response(reader))[0] == 200
+        writer.close()
+
+
+async def test_expect_100_continue_and_chunked_body() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n"
+                     b"expect: 100-continue\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 100")
+        await reader.readline()
+        writer.write(b"data")
+        assert orjson.loads((await read_response(reader))[2])["size"] == 4
+        writer.write(b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        assert orjson.loads((await read_response(reader))[2])["body"] == "abcde"
+        writer.close()
+
+
+async def test_oversized_bodies_get_413_and_the_server_goes_on() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n")
+        status, headers, body = await read_response(reader)
+        assert status == 413 and headers["connection"] == "close"
+        assert "5000 bytes exceeds the limit of 1000" in orjson.loads(body)["error"]
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        chunk = b"400\r\n" + b"a" * 1024 + b"\r\n"
+        writer.write(b"POST /x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" + chunk)
+        assert (await read_response(reader))[0] == 413
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ok HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await read_response(reader))[0] == 200
+        writer.close()
+
+
+async def test_malformed_request_is_400() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert status == 400 and "malformed HTTP request" in orjson.loads(body)["error"]
+        writer.close()
+
+
+async def test_stalled_body_gets_408() -> None:
+    async with running(read_timeout_s=0.3) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly-part")
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 408
+        assert "received 9 of 100 bytes" in orjson.loads(body)["error"]
+        writer.close()
+
+
+async def test_app_crash_is_a_generic_500() -> None:
+    async with running() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /boom HTTP/1.1\r\nhost: x\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert status == 500 and b"secret" not in body
+        writer.close()
+
+
+async def test_shutdown_finishes_in_flight_requests() -> None:
+    server = HttpServer(echo, "127.0.0.1", 0, max_request_bytes=1000)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.05)
+    stopping = asyncio.ensure_future(server.shutdown(5.0))
+    status, headers, _ = await read_response(reader)
+    assert status == 200 and headers["connection"] == "close"
+    writer.close()
+    await stopping
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", server.port)

@@ -1,0 +1,118 @@
+"""Loading a repository: completion from the ONNX file, contradictions and broken files
+reported per model while the others load, version policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conveyor.demo import models
+from conveyor.errors import ModelNotFoundError, NotFoundError, UnavailableError
+from conveyor.repository.manager import READY, UNAVAILABLE, ModelRepository
+from conveyor.runtimes.onnx import OnnxBackend
+from tests.fakes import FakeBackend, write_model
+
+
+def onnx_repo(root: Path) -> ModelRepository:
+    return ModelRepository(root, {"onnxruntime": OnnxBackend()})
+
+
+def test_missing_config_is_completed_from_the_onnx_file(tmp_path: Path) -> None:
+    models.build_mlp(tmp_path / "mlp" / "1" / "model.onnx")
+    repo = onnx_repo(tmp_path)
+    repo.load()
+    c = repo.get("mlp").config
+    assert c.max_batch_size == 8 and c.dynamic_batching is not None
+    assert [(t.name, t.datatype, t.dims) for t in c.inputs] == [("features", "FP32", [64])]
+    assert [(t.name, t.datatype, t.dims) for t in c.outputs] == [("probabilities", "FP32", [10])]
+    repo.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        ("max_batch_size: 4\ninput: [{name: x, data_type: TYPE_INT64, dims: [256]}]",
+         "config says INT64, the model has FP32"),
+        ("max_batch_size: 4\ninput: [{name: x, data_type: TYPE_FP32, dims: [128]}]",
+         "do not match the model's shape"),
+        ("max_batch_size: 0\ninput: [{name: x, data_type: TYPE_FP32, dims: [256]}]",
+         "rank 1"),
+        ("max_batch_size: 4\ninput: [{name: nope, data_type: TYPE_FP32, dims: [256]}]",
+         "input 'nope' is not in the model"),
+        ("max_batch_size: 4\noutput: [{name: y, data_type: TYPE_FP32, dims: [256, 1]}]",
+         "rank"),
+        ("backend: tensorflow", "backend 'tensorflow' is not available"),
+        ("max_batch_size: [", "not valid"),
+        ("version_policy: {specific: {versions: [7]}}", "not on disk"),
+    ],
+)
+def test_contradicting_config_fails_that_model_only(
+    tmp_path: Path, config: str, reason: str
+) -> None:
+    models.build_linear(tmp_path / "bad" / "1" / "model.onnx")
+    (tmp_path / "bad" / "config.yaml").write_text(config)
+    models.build_mlp(tmp_path / "good" / "1" / "model.onnx")
+    repo = onnx_repo(tmp_path)
+    repo.load()
+    assert repo.models["good"].state == READY
+    bad = repo.models["bad"]
+    assert bad.state == UNAVAILABLE
+    assert reason in bad.reason
+    with pytest.raises(UnavailableError, match="not ready"):
+        repo.get("bad")
+    repo.close()
+
+
+def test_broken_model_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "1" / "model.onnx").write_bytes(b"this is not onnx")
+    (tmp_path / "empty" / "1").mkdir(parents=True)
+    models.build_simple(tmp_path / "simple" / "1" / "model.onnx")
+    repo = onnx_repo(tmp_path)
+    repo.load()
+    assert repo.models["simple"].state == READY
+    assert "cannot load" in repo.models["broken"].reason
+    assert "model.onnx is missing" in repo.models["empty"].reason
+    repo.close()
+
+
+def test_fixed_batch_dim_model_cannot_batch(tmp_path: Path) -> None:
+    models.build_resnet(tmp_path / "r" / "1" / "model.onnx", blocks=(1,), classes=4, image=32)
+    repo = onnx_repo(tmp_path)
+    repo.load()
+    assert repo.get("r").config.max_batch_size == 8  # batch dim is symbolic: batchable
+    repo.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "loaded"),
+    [
+        ("", [3]),
+        ("version_policy: {latest: {num_versions: 2}}", [2, 3]),
+        ("version_policy: {all: {}}", [1, 2, 3]),
+        ("version_policy: {specific: {versions: [1, 3]}}", [1, 3]),
+    ],
+)
+def test_version_policy(tmp_path: Path, policy: str, loaded: list[int]) -> None:
+    write_model(tmp_path, "m", f"backend: fake\n{policy}", versions=(1, 2, 3))
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load()
+    assert sorted(repo.models["m"].versions) == loaded
+    assert repo.get("m").version == loaded[-1]  # default: the highest
+    assert repo.get("m", str(loaded[0])).version == loaded[0]
+    with pytest.raises(NotFoundError, match="unknown version '9'"):
+        repo.get("m", "9")
+    with pytest.raises(ModelNotFoundError):
+        repo.get("nope")
+    repo.close()
+
+
+def test_load_only_named_models(tmp_path: Path) -> None:
+    write_model(tmp_path, "a", "backend: fake")
+    write_model(tmp_path, "b", "backend: fake")
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load(["a", "ghost"])
+    assert set(repo.models) == {"a", "ghost"}
+    assert repo.models["ghost"].reason == "no such model in the repository"
+    repo.close()

@@ -1,0 +1,68 @@
+"""The in-process API: the same data plane from threads and from other event loops."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import conveyor
+from conveyor import Conveyor, InvalidRequestError
+from tests.fakes import FakeBackend, write_model
+
+CONFIG = "backend: fake\nmax_batch_size: 8\ndynamic_batching: {}\n"
+
+
+def test_sync_infer_from_many_threads(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", CONFIG)
+    backend = FakeBackend(delay_s=0.002)
+    with Conveyor(tmp_path, backends={"fake": backend}) as cv:
+        def call(i: int) -> np.ndarray:
+            return cv.infer("m", {"x": np.full((1, 4), i, np.float32)})["y"]
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(call, range(64)))
+    for i, y in enumerate(results):
+        np.testing.assert_array_equal(y, np.full((1, 4), 2 * i, np.float32))
+    assert max(backend.batches) > 1  # concurrent callers were batched together
+
+
+def test_async_infer_from_another_loop(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", CONFIG)
+
+    async def main() -> list[np.ndarray]:
+        async with Conveyor(tmp_path, backends={"fake": FakeBackend()}) as cv:
+            outs = await asyncio.gather(
+                *(cv.infer_async("m", {"x": np.full((2, 4), i, np.float32)}) for i in range(10))
+            )
+            return [o["y"] for o in outs]
+
+    for i, y in enumerate(asyncio.run(main())):
+        np.testing.assert_array_equal(y, np.full((2, 4), 2 * i, np.float32))
+
+
+def test_errors_are_the_public_hierarchy(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", CONFIG)
+    with Conveyor(tmp_path, backends={"fake": FakeBackend()}) as cv:
+        with pytest.raises(InvalidRequestError, match="expected datatype FP32"):
+            cv.infer("m", {"x": np.ones((1, 4), np.int32)})
+        assert cv.models()[0]["state"] == "READY"
+
+
+def test_not_started_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        Conveyor(tmp_path).infer("m", {})
+
+
+def test_public_surface() -> None:
+    assert set(conveyor.__all__) == {
+        "Conveyor", "ConveyorError", "InferRequest", "InferResponse", "InternalError",
+        "InvalidRequestError", "ModelNotFoundError", "NotFoundError", "PayloadTooLargeError",
+        "QueueFullError", "RequestTimeoutError", "RequestedOutput", "UnavailableError",
+        "__version__",
+    }
+    for name in conveyor.__all__:
+        assert hasattr(conveyor, name)

@@ -58,14 +58,22 @@ async def test_infer_and_metadata(tmp_path: Path) -> None:
         (request(np.ones((5, 4), np.float32)), "batch size 5 is outside 1..4"),
         (request(np.ones((1, 4), object)), "expected datatype FP32, got BYTES"),
         (InferRequest("m", {}), "expects input 'x', which the request lacks"),
-        (InferRequest("m", {"x": np.ones((1, 4), np.float32), "z": np.ones(1)}),
-         "unknown input 'z'"),
-        (request(np.ones((1, 4), np.float32), outputs=[RequestedOutput("nope")]),
-         "unknown output 'nope'"),
-        (request(np.ones((1, 4), np.float32), parameters={"priority": -1}),
-         "parameter 'priority' must be a non-negative integer"),
-        (request(np.ones((1, 4), np.float32), parameters={"timeout": "soon"}),
-         "parameter 'timeout'"),
+        (
+            InferRequest("m", {"x": np.ones((1, 4), np.float32), "z": np.ones(1)}),
+            "unknown input 'z'",
+        ),
+        (
+            request(np.ones((1, 4), np.float32), outputs=[RequestedOutput("nope")]),
+            "unknown output 'nope'",
+        ),
+        (
+            request(np.ones((1, 4), np.float32), parameters={"priority": -1}),
+            "parameter 'priority' must be a non-negative integer",
+        ),
+        (
+            request(np.ones((1, 4), np.float32), parameters={"timeout": "soon"}),
+            "parameter 'timeout'",
+        ),
     ],
 )
 async def test_bad_requests_are_400_naming_the_problem(

@@ -20,6 +20,7 @@ def test_sync_infer_from_many_threads(tmp_path: Path) -> None:
     write_model(tmp_path, "m", CONFIG)
     backend = FakeBackend(delay_s=0.002)
     with Conveyor(tmp_path, backends={"fake": backend}) as cv:
+
         def call(i: int) -> np.ndarray:
             return cv.infer("m", {"x": np.full((1, 4), i, np.float32)})["y"]
 
@@ -59,9 +60,19 @@ def test_not_started_is_an_error(tmp_path: Path) -> None:
 
 def test_public_surface() -> None:
     assert set(conveyor.__all__) == {
-        "Conveyor", "ConveyorError", "InferRequest", "InferResponse", "InternalError",
-        "InvalidRequestError", "ModelNotFoundError", "NotFoundError", "PayloadTooLargeError",
-        "QueueFullError", "RequestTimeoutError", "RequestedOutput", "UnavailableError",
+        "Conveyor",
+        "ConveyorError",
+        "InferRequest",
+        "InferResponse",
+        "InternalError",
+        "InvalidRequestError",
+        "ModelNotFoundError",
+        "NotFoundError",
+        "PayloadTooLargeError",
+        "QueueFullError",
+        "RequestTimeoutError",
+        "RequestedOutput",
+        "UnavailableError",
         "__version__",
     }
     for name in conveyor.__all__:

@@ -6,7 +6,7 @@ response types, and the error hierarchy every transport renders.
 
 __version__ = "0.1.0"
 
-from conveyor.errors import (  # noqa: E402
+from conveyor.errors import (
     ConveyorError,
     InternalError,
     InvalidRequestError,
@@ -17,8 +17,8 @@ from conveyor.errors import (  # noqa: E402
     RequestTimeoutError,
     UnavailableError,
 )
-from conveyor.local import Conveyor  # noqa: E402
-from conveyor.types import InferRequest, InferResponse, RequestedOutput  # noqa: E402
+from conveyor.local import Conveyor
+from conveyor.types import InferRequest, InferResponse, RequestedOutput
 
 __all__ = [
     "Conveyor",

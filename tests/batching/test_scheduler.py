@@ -11,7 +11,6 @@ import pytest
 from conveyor.batching.scheduler import Scheduler
 from conveyor.errors import InternalError, RequestTimeoutError
 from conveyor.repository.config import DynamicBatching, ModelConfig, TensorConfig
-from conveyor.runtimes.base import Runtime, TensorSpec
 from tests.fakes import FakeBackend, FakeRuntime
 
 
@@ -115,21 +114,21 @@ async def test_two_instances_run_batches_concurrently() -> None:
     s.close()
 
 
-class _WrongRows(Runtime):
-    inputs = [TensorSpec("x", "FP32", (-1, 4))]  # type: ignore[assignment]
-    outputs = [TensorSpec("y", "FP32", (-1, 4))]  # type: ignore[assignment]
-
+class _WrongRows(FakeRuntime):
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         return {"y": np.zeros((1, 4), np.float32)}
 
 
 async def test_output_rows_must_match_the_batch() -> None:
     config = ModelConfig(
-        name="m", backend="fake", max_batch_size=8,
-        inputs=[TensorConfig("x", "FP32", [4])], outputs=[TensorConfig("y", "FP32", [4])],
+        name="m",
+        backend="fake",
+        max_batch_size=8,
+        inputs=[TensorConfig("x", "FP32", [4])],
+        outputs=[TensorConfig("y", "FP32", [4])],
         dynamic_batching=DynamicBatching(),
     )
-    s = Scheduler(config, 1, [_WrongRows()])
+    s = Scheduler(config, 1, [_WrongRows(FakeBackend())])
     s.start(asyncio.get_running_loop())
     with pytest.raises(InternalError):
         await submit(s, rows(3, 1))

@@ -18,8 +18,13 @@ async def echo(request: HttpRequest) -> HttpResponse:
         raise RuntimeError("secret detail")
     if request.path == "/slow":
         await asyncio.sleep(0.3)
-    doc = {"method": request.method, "path": request.path, "query": request.query,
-           "size": len(request.body), "body": request.body.decode(errors="replace")[:20]}
+    doc = {
+        "method": request.method,
+        "path": request.path,
+        "query": request.query,
+        "size": len(request.body),
+        "body": request.body.decode(errors="replace")[:20],
+    }
     return HttpResponse(200, [orjson.dumps(doc)])
 
 
@@ -52,10 +57,15 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
             b"POST /b?q=1 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc"
         )
         s1, _, b1 = await read_response(reader)
-        s2, _, b2 = await read_response(reader)
+        _s2, _, b2 = await read_response(reader)
         assert (s1, orjson.loads(b1)["path"]) == (200, "/slow")
-        assert orjson.loads(b2) == {"method": "POST", "path": "/b", "query": "q=1", "size": 3,
-                                    "body": "abc"}
+        assert orjson.loads(b2) == {
+            "method": "POST",
+            "path": "/b",
+            "query": "q=1",
+            "size": 3,
+            "body": "abc",
+        }
         writer.write(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")  # same connection still open
         assert (await read_response(reader))[0] == 200
         writer.close()
@@ -64,14 +74,17 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
 async def test_expect_100_continue_and_chunked_body() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"POST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n"
-                     b"expect: 100-continue\r\n\r\n")
+        writer.write(
+            b"POST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\nexpect: 100-continue\r\n\r\n"
+        )
         assert (await reader.readline()).startswith(b"HTTP/1.1 100")
         await reader.readline()
         writer.write(b"data")
         assert orjson.loads((await read_response(reader))[2])["size"] == 4
-        writer.write(b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
-                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        writer.write(
+            b"POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
         assert orjson.loads((await read_response(reader))[2])["body"] == "abcde"
         writer.close()
 

@@ -36,7 +36,9 @@ def test_every_numeric_datatype_in_json(datatype: str) -> None:
 def test_nested_json_data() -> None:
     req = decode_request(
         body({"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5, 6]]}),
-        None, "m", "",
+        None,
+        "m",
+        "",
     )
     np.testing.assert_array_equal(req.inputs["x"], np.arange(1, 7, dtype=np.float32).reshape(2, 3))
 
@@ -44,7 +46,9 @@ def test_nested_json_data() -> None:
 def test_fp16_roundtrip_in_json() -> None:
     req = decode_request(
         body({"name": "x", "shape": [3], "datatype": "FP16", "data": [0.5, 1.5, -2.0]}),
-        None, "m", "",
+        None,
+        "m",
+        "",
     )
     assert req.inputs["x"].dtype == np.float16
     chunks, hlen = encode_response(InferResponse("m", "1", {"y": req.inputs["x"]}), req)
@@ -56,20 +60,42 @@ def test_fp16_roundtrip_in_json() -> None:
 def test_bytes_in_json_and_binary() -> None:
     req = decode_request(
         body({"name": "s", "shape": [2], "datatype": "BYTES", "data": ["héllo", "w"]}),
-        None, "m", "",
+        None,
+        "m",
+        "",
     )
     assert req.inputs["s"].tolist() == ["héllo".encode(), b"w"]
     payload = b"".join(struct.pack("<I", len(b)) + b for b in (b"ab", b"", b"xyz"))
-    header = orjson.dumps({"inputs": [{"name": "s", "shape": [3], "datatype": "BYTES",
-                                       "parameters": {"binary_data_size": len(payload)}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "s",
+                    "shape": [3],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(payload)},
+                }
+            ]
+        }
+    )
     req = decode_request(header + payload, len(header), "m", "")
     assert req.inputs["s"].tolist() == [b"ab", b"", b"xyz"]
 
 
 def test_binary_input_is_a_view_over_the_body() -> None:
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    header = orjson.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32",
-                                       "parameters": {"binary_data_size": x.nbytes}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [3, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ]
+        }
+    )
     raw = header + x.tobytes()
     req = decode_request(raw, len(header), "m", "")
     np.testing.assert_array_equal(req.inputs["x"], x)
@@ -78,10 +104,14 @@ def test_binary_input_is_a_view_over_the_body() -> None:
 
 def test_binary_and_json_outputs_mixed() -> None:
     req = decode_request(
-        body({"name": "x", "shape": [1], "datatype": "INT32", "data": [1]},
-             outputs=[{"name": "a", "parameters": {"binary_data": True}}, {"name": "b"}],
-             id="42"),
-        None, "m", "",
+        body(
+            {"name": "x", "shape": [1], "datatype": "INT32", "data": [1]},
+            outputs=[{"name": "a", "parameters": {"binary_data": True}}, {"name": "b"}],
+            id="42",
+        ),
+        None,
+        "m",
+        "",
     )
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.array([b"x", b"yz"], dtype=object)
@@ -97,9 +127,13 @@ def test_binary_and_json_outputs_mixed() -> None:
 
 def test_request_level_binary_data_output() -> None:
     req = decode_request(
-        body({"name": "x", "shape": [1], "datatype": "INT32", "data": [1]},
-             parameters={"binary_data_output": True}),
-        None, "m", "",
+        body(
+            {"name": "x", "shape": [1], "datatype": "INT32", "data": [1]},
+            parameters={"binary_data_output": True},
+        ),
+        None,
+        "m",
+        "",
     )
     s = np.array([b"ab", b"c"], dtype=object)
     chunks, hlen = encode_response(InferResponse("m", "1", {"s": s}), req)
@@ -109,8 +143,18 @@ def test_request_level_binary_data_output() -> None:
 
 
 def _bin(size: int, shape: list[int], datatype: str = "FP32") -> bytes:
-    return orjson.dumps({"inputs": [{"name": "x", "shape": shape, "datatype": datatype,
-                                     "parameters": {"binary_data_size": size}}]})
+    return orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": shape,
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": size},
+                }
+            ]
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,30 +163,59 @@ def _bin(size: int, shape: list[int], datatype: str = "FP32") -> bytes:
         (b"{not json", None, "malformed JSON"),
         (b"[1, 2]", None, "must be a JSON object"),
         (b'{"inputs": []}', None, "non-empty 'inputs'"),
-        (body({"name": "x", "shape": [2], "datatype": "FP99", "data": [1, 2]}), None,
-         "unknown datatype 'FP99'"),
-        (body({"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}), None,
-         r"shape \[3\] needs 3 elements, data has 2"),
-        (body({"name": "x", "shape": [2], "datatype": "INT32", "data": [1.5, 2]}), None,
-         "INT32 cannot hold"),
-        (body({"name": "x", "shape": [2], "datatype": "FP32", "data": ["a", "b"]}), None,
-         "cannot hold strings"),
-        (body({"name": "x", "shape": [2], "datatype": "BYTES", "data": [1, 2]}), None,
-         "BYTES data must be strings"),
-        (body({"name": "x", "shape": [2], "datatype": "FP32", "data": [[1], [2, 3]]}), None,
-         "ragged"),
-        (body({"name": "x", "shape": "2", "datatype": "FP32", "data": [1, 2]}), None,
-         "shape must be a list"),
+        (
+            body({"name": "x", "shape": [2], "datatype": "FP99", "data": [1, 2]}),
+            None,
+            "unknown datatype 'FP99'",
+        ),
+        (
+            body({"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}),
+            None,
+            r"shape \[3\] needs 3 elements, data has 2",
+        ),
+        (
+            body({"name": "x", "shape": [2], "datatype": "INT32", "data": [1.5, 2]}),
+            None,
+            "INT32 cannot hold",
+        ),
+        (
+            body({"name": "x", "shape": [2], "datatype": "FP32", "data": ["a", "b"]}),
+            None,
+            "cannot hold strings",
+        ),
+        (
+            body({"name": "x", "shape": [2], "datatype": "BYTES", "data": [1, 2]}),
+            None,
+            "BYTES data must be strings",
+        ),
+        (
+            body({"name": "x", "shape": [2], "datatype": "FP32", "data": [[1], [2, 3]]}),
+            None,
+            "ragged",
+        ),
+        (
+            body({"name": "x", "shape": "2", "datatype": "FP32", "data": [1, 2]}),
+            None,
+            "shape must be a list",
+        ),
         (body({"name": "x", "shape": [1], "datatype": "FP32"}), None, "neither 'data'"),
-        (body({"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
-              {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}), None,
-         "appears twice"),
+        (
+            body(
+                {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
+                {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
+            ),
+            None,
+            "appears twice",
+        ),
         (_bin(8, [3]) + bytes(8), len(_bin(8, [3])), "binary_data_size is 8 bytes, but shape"),
         (_bin(12, [3]) + bytes(8), len(_bin(12, [3])), "runs past the end of the body"),
         (_bin(8, [2]) + bytes(12), len(_bin(8, [2])), "add up to 8"),
         (_bin(8, [2]), 10_000, "Inference-Header-Content-Length is 10000"),
-        (_bin(6, [1], "BYTES") + struct.pack("<I", 9) + b"ab", len(_bin(6, [1], "BYTES")),
-         "overruns"),
+        (
+            _bin(6, [1], "BYTES") + struct.pack("<I", 9) + b"ab",
+            len(_bin(6, [1], "BYTES")),
+            "overruns",
+        ),
     ],
 )
 def test_bad_bodies_name_the_problem(raw: bytes, hlen: int | None, message: str) -> None:

@@ -58,7 +58,10 @@ def test_triton_json_form() -> None:
     assert j["input"][0]["data_type"] == "TYPE_FP32"
     assert j["input"][1]["data_type"] == "TYPE_STRING"
     assert j["output"][0] == {
-        "name": "y", "data_type": "TYPE_FP16", "dims": [10], "label_filename": "",
+        "name": "y",
+        "data_type": "TYPE_FP16",
+        "dims": [10],
+        "label_filename": "",
         "is_shape_tensor": False,
     }
     assert j["dynamic_batching"]["max_queue_delay_microseconds"] == 500
@@ -101,8 +104,13 @@ def test_pbtxt_and_yaml_give_the_same_config() -> None:
         ({"instance_group": [{"kind": "KIND_TPU"}]}, "KIND_TPU"),
         ({"version_policy": {"latest": {"num_versions": 0}}}, "num_versions"),
         ({"max_batch_size": "many"}, "must be an integer"),
-        ({"max_batch_size": 4, "dynamic_batching": {"default_queue_policy":
-                                                    {"timeout_action": "DROP"}}}, "REJECT"),
+        (
+            {
+                "max_batch_size": 4,
+                "dynamic_batching": {"default_queue_policy": {"timeout_action": "DROP"}},
+            },
+            "REJECT",
+        ),
     ],
 )
 def test_invalid_configs_say_why(raw: dict[str, object], message: str) -> None:

@@ -32,16 +32,20 @@ def test_missing_config_is_completed_from_the_onnx_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "reason"),
     [
-        ("max_batch_size: 4\ninput: [{name: x, data_type: TYPE_INT64, dims: [256]}]",
-         "config says INT64, the model has FP32"),
-        ("max_batch_size: 4\ninput: [{name: x, data_type: TYPE_FP32, dims: [128]}]",
-         "do not match the model's shape"),
-        ("max_batch_size: 0\ninput: [{name: x, data_type: TYPE_FP32, dims: [256]}]",
-         "rank 1"),
-        ("max_batch_size: 4\ninput: [{name: nope, data_type: TYPE_FP32, dims: [256]}]",
-         "input 'nope' is not in the model"),
-        ("max_batch_size: 4\noutput: [{name: y, data_type: TYPE_FP32, dims: [256, 1]}]",
-         "rank"),
+        (
+            "max_batch_size: 4\ninput: [{name: x, data_type: TYPE_INT64, dims: [256]}]",
+            "config says INT64, the model has FP32",
+        ),
+        (
+            "max_batch_size: 4\ninput: [{name: x, data_type: TYPE_FP32, dims: [128]}]",
+            "do not match the model's shape",
+        ),
+        ("max_batch_size: 0\ninput: [{name: x, data_type: TYPE_FP32, dims: [256]}]", "rank 1"),
+        (
+            "max_batch_size: 4\ninput: [{name: nope, data_type: TYPE_FP32, dims: [256]}]",
+            "input 'nope' is not in the model",
+        ),
+        ("max_batch_size: 4\noutput: [{name: y, data_type: TYPE_FP32, dims: [256, 1]}]", "rank"),
         ("backend: tensorflow", "backend 'tensorflow' is not available"),
         ("max_batch_size: [", "not valid"),
         ("version_policy: {specific: {versions: [7]}}", "not on disk"),

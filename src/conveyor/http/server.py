@@ -290,7 +290,8 @@ class HttpServer:
         if self._server is not None:
             self._server.close()
         deadline = time.monotonic() + timeout_s
-        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
+        # in flight = being answered, or partly received (its client is still sending)
+        while any(c.busy or c.in_message for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             if conn.transport is not None:

@@ -1,0 +1,88 @@
+"""Start a real `conveyor serve` process on a free loopback port and stop it by PID."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class ServerProcess:
+    def __init__(self, repo: Path, *args: str, log_dir: Path) -> None:
+        self.repo = repo
+        self.args = args
+        self.log_path = log_dir / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "serve",
+            str(self.repo),
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            *self.args,
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+            if match and "server ready" in self.log():
+                self.port = int(match.group(1))
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"server not ready in {timeout_s}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def request_fails(self) -> bool:
+        try:
+            self.request("GET", "/v2/health/live")
+        except OSError:
+            return True
+        return False
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

@@ -7,6 +7,7 @@ REST, gRPC and the in-process API all call this one object with decoded requests
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,31 +80,29 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
-        inputs, rows, key = validate_inputs(mv.config, request.inputs)
-        outputs = self._output_names(mv.config, request)
+        sig = signature(mv)
+        inputs, rows, key = validate_inputs(sig, request.inputs)
+        outputs = self._output_names(sig, request)
         params = request.parameters
+        priority = _int_param(params, "priority") if params else 0
+        timeout_us = _int_param(params, "timeout") if params else 0
         results = await mv.scheduler.submit(
-            inputs,
-            outputs,
-            rows,
-            key,
-            priority=_int_param(params, "priority"),
-            timeout_us=_int_param(params, "timeout") or None,
+            inputs, outputs, rows, key, priority=priority, timeout_us=timeout_us or None
         )
-        return InferResponse(
-            request.model, str(mv.version), _reshape_outputs(mv, results), request.id
-        )
+        if sig.output_reshapes:
+            results = _reshape_outputs(sig, results)
+        return InferResponse(request.model, mv.version_str, results, request.id)
 
     @staticmethod
-    def _output_names(config: ModelConfig, request: InferRequest) -> list[str]:
+    def _output_names(sig: Signature, request: InferRequest) -> list[str]:
         if request.outputs is None:
-            return [t.name for t in config.outputs]
+            return sig.outputs
         names = []
         for out in request.outputs:
-            if config.output(out.name) is None:
+            if out.name not in sig.outputs:
                 raise InvalidRequestError(
-                    f"unknown output '{out.name}' for model '{config.name}' "
-                    f"(outputs: {', '.join(t.name for t in config.outputs)})"
+                    f"unknown output '{out.name}' for model '{sig.model}' "
+                    f"(outputs: {', '.join(sig.outputs)})"
                 )
             names.append(out.name)
         return names
@@ -118,79 +117,139 @@ def _int_param(params: dict[str, Any], name: str) -> int:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class _InputRule:
+    name: str
+    datatype: str
+    dtype: np.dtype[Any]
+    dims: tuple[int, ...]
+    variable: bool  # some dim is -1
+    reshape: tuple[int, ...] | None
+    optional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What a request must look like, derived once per model version from its config."""
+
+    model: str
+    batch: bool
+    max_batch_size: int
+    inputs: tuple[_InputRule, ...]
+    names: frozenset[str]
+    outputs: list[str]
+    output_reshapes: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> Signature:
+        rules = tuple(
+            _InputRule(
+                t.name,
+                t.datatype,
+                numpy_dtype(t.datatype),
+                tuple(t.dims),
+                -1 in t.dims,
+                None if t.reshape is None else tuple(t.reshape),
+                t.optional,
+            )
+            for t in config.inputs
+        )
+        return cls(
+            config.name,
+            config.max_batch_size > 0,
+            config.max_batch_size,
+            rules,
+            frozenset(t.name for t in config.inputs),
+            [t.name for t in config.outputs],
+            {t.name: tuple(t.dims) for t in config.outputs if t.reshape is not None},
+        )
+
+
+def signature(mv: ModelVersion) -> Signature:
+    sig: Signature | None = mv.cache.get("signature")
+    if sig is None:
+        sig = mv.cache["signature"] = Signature.of(mv.config)
+    return sig
+
+
+def _bad_shape(rule: _InputRule, batch: bool, shape: tuple[int, ...]) -> InvalidRequestError:
+    want = [-1, *rule.dims] if batch else list(rule.dims)
+    return InvalidRequestError(
+        f"input '{rule.name}': expected shape {_fmt(want)}, got {_fmt(shape)}"
+    )
+
+
 def validate_inputs(
-    config: ModelConfig, inputs: dict[str, np.ndarray]
+    sig: Signature, inputs: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], int, Hashable]:
-    """Check names, dtypes and shapes against the config; returns what the model sees
-    (reshaped where the config says so), the batch rows, and the batch key."""
-    batch = config.max_batch_size > 0
-    rows = 1
-    seen = 0
+    """Check names, dtypes and shapes; returns what the model sees (reshaped where the
+    config says so), the batch rows, and the batch key (the non-batch dims)."""
+    batch = sig.batch
+    rows = 0
     shaped: dict[str, np.ndarray] = {}
-    key: list[Any] = []
-    for tc in config.inputs:
-        arr = inputs.get(tc.name)
+    key: list[tuple[int, ...]] = []
+    for rule in sig.inputs:
+        arr = inputs.get(rule.name)
         if arr is None:
-            if tc.optional:
+            if rule.optional:
                 continue
             raise InvalidRequestError(
-                f"model '{config.name}' expects input '{tc.name}', which the request lacks"
+                f"model '{sig.model}' expects input '{rule.name}', which the request lacks"
             )
-        seen += 1
-        want = numpy_dtype(tc.datatype)
-        if arr.dtype != want and not (tc.datatype == "BYTES" and arr.dtype.kind in "OSU"):
+        if arr.dtype != rule.dtype and not (rule.datatype == "BYTES" and arr.dtype.kind in "SU"):
             raise InvalidRequestError(
-                f"input '{tc.name}': expected datatype {tc.datatype}, got {v2_datatype(arr.dtype)}"
+                f"input '{rule.name}': expected datatype {rule.datatype}, "
+                f"got {v2_datatype(arr.dtype)}"
             )
         shape = arr.shape
-        dims = shape[1:] if batch else shape
-        if (
-            len(dims) != len(tc.dims)
-            or any(d != c and c != -1 for d, c in zip(dims, tc.dims, strict=True))
-            or (batch and not shape)
-        ):
-            want_shape = [-1, *tc.dims] if batch else tc.dims
-            raise InvalidRequestError(
-                f"input '{tc.name}': expected shape {_fmt(want_shape)}, got {_fmt(shape)}"
-            )
         if batch:
-            if seen == 1:
+            if not shape:
+                raise _bad_shape(rule, batch, shape)
+            dims = shape[1:]
+            if rows == 0:
                 rows = shape[0]
-                if not 0 < rows <= config.max_batch_size:
+                if not 0 < rows <= sig.max_batch_size:
                     raise InvalidRequestError(
-                        f"input '{tc.name}': batch size {rows} is outside "
-                        f"1..{config.max_batch_size} (max_batch_size of model '{config.name}')"
+                        f"input '{rule.name}': batch size {rows} is outside "
+                        f"1..{sig.max_batch_size} (max_batch_size of model '{sig.model}')"
                     )
             elif shape[0] != rows:
                 raise InvalidRequestError(
-                    f"input '{tc.name}' has batch size {shape[0]}, other inputs have {rows}"
+                    f"input '{rule.name}' has batch size {shape[0]}, other inputs have {rows}"
                 )
-        if tc.reshape is not None:
-            target = (rows, *tc.reshape) if batch else tuple(tc.reshape)
+        else:
+            dims = shape
+        if dims != rule.dims and (
+            not rule.variable
+            or len(dims) != len(rule.dims)
+            or any(d != c and c != -1 for d, c in zip(dims, rule.dims, strict=True))
+        ):
+            raise _bad_shape(rule, batch, shape)
+        if rule.reshape is not None:
+            target = (rows, *rule.reshape) if batch else rule.reshape
             try:
                 arr = arr.reshape(target)
             except ValueError:
                 raise InvalidRequestError(
-                    f"input '{tc.name}': shape {_fmt(shape)} cannot be reshaped to {_fmt(target)}"
+                    f"input '{rule.name}': shape {_fmt(shape)} cannot be reshaped to {_fmt(target)}"
                 ) from None
-        if tc.datatype == "BYTES" and arr.dtype.kind != "O":
+        if rule.datatype == "BYTES" and arr.dtype.kind != "O":
             arr = arr.astype(object)
-        shaped[tc.name] = arr
-        key.append(arr.shape[1:])
-    if seen != len(inputs):
-        extra = sorted(set(inputs) - {t.name for t in config.inputs})
+        shaped[rule.name] = arr
+        if rule.variable:
+            key.append(arr.shape[1:])
+    if len(shaped) != len(inputs):
+        extra = sorted(set(inputs) - sig.names)
         raise InvalidRequestError(
-            f"unknown input {', '.join(repr(e) for e in extra)} for model '{config.name}' "
-            f"(inputs: {', '.join(t.name for t in config.inputs)})"
+            f"unknown input {', '.join(repr(e) for e in extra)} for model '{sig.model}' "
+            f"(inputs: {', '.join(sorted(sig.names))})"
         )
-    return shaped, rows, tuple(key)
+    return shaped, max(rows, 1), tuple(key)
 
 
-def _reshape_outputs(mv: ModelVersion, results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    config = mv.config
-    for name, arr in results.items():
-        tc = config.output(name)
-        if tc is not None and tc.reshape is not None:
-            lead = arr.shape[:1] if config.max_batch_size > 0 else ()
-            results[name] = arr.reshape((*lead, *tc.dims))
+def _reshape_outputs(sig: Signature, results: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for name, dims in sig.output_reshapes.items():
+        if name in results:
+            arr = results[name]
+            results[name] = arr.reshape((*arr.shape[:1], *dims) if sig.batch else dims)
     return results

@@ -27,11 +27,13 @@ _KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}  # JSON value kinds each d
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
-    if not isinstance(raw, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
-    ):
-        raise InvalidRequestError(f"input '{name}': shape must be a list of non-negative ints")
-    return tuple(raw)
+    if type(raw) is list:
+        for d in raw:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return tuple(raw)
+    raise InvalidRequestError(f"input '{name}': shape must be a list of non-negative ints")
 
 
 def _count(shape: tuple[int, ...]) -> int:

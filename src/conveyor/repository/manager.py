@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from conveyor.batching.scheduler import Scheduler
 from conveyor.errors import ModelNotFoundError, NotFoundError, UnavailableError
@@ -31,6 +32,11 @@ class ModelVersion:
     config: ModelConfig
     scheduler: Scheduler
     load_seconds: float = 0.0
+    version_str: str = ""
+    cache: dict[str, Any] = field(default_factory=dict)  # derived per-version state
+
+    def __post_init__(self) -> None:
+        self.version_str = str(self.version)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,178 @@
+"""Shared pieces of the benchmark scripts: the demo models, wrk as the load client, and
+servers started as processes on loopback (stopped by PID).
+
+wrk (Debian package `wrk`) is the client for every HTTP figure: it is written in C,
+so on this 2-core machine it takes far less CPU from the server than a Python client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.utils import ServerProcess  # noqa: E402
+
+CACHE = Path(os.environ.get("CONVEYOR_BENCH_CACHE", Path(tempfile.gettempdir()) / "conveyor-bench"))
+
+
+def demo_repo() -> Path:
+    from conveyor.demo.repository import write_demo_repository
+
+    root = CACHE / "demo-repo"
+    write_demo_repository(root)
+    return root
+
+
+def model_repo(name: str, models: dict[str, str], source: Path) -> Path:
+    """A repository whose models link to `source/<model>/1/model.onnx`, with the given
+    config texts (model name -> config.yaml)."""
+    root = CACHE / name
+    shutil.rmtree(root, ignore_errors=True)
+    for model, config in models.items():
+        src_model = config.split("#from:")[1].split()[0] if "#from:" in config else model
+        (root / model / "1").mkdir(parents=True)
+        (root / model / "1" / "model.onnx").symlink_to(source / src_model / "1" / "model.onnx")
+        (root / model / "config.yaml").write_text(config.replace(f"#from:{src_model}", ""))
+    return root
+
+
+def conveyor_server(repo: Path, *args: str) -> ServerProcess:
+    return ServerProcess(repo, *args, log_dir=CACHE).start()
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"cannot parse wrk time {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+) -> WrkResult:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    body_file = CACHE / f"body-{os.getpid()}.bin"
+    body_file.write_bytes(body)
+    lua = CACHE / f"post-{os.getpid()}.lua"
+    header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    lua.write_text(
+        f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        f'wrk.method = "POST"\n{header_lines}'
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(lua),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock_errors = re.search(r"Socket errors: (.*)", out)
+    requests = re.search(r"(\d+) requests in", out)
+    if sock_errors:
+        print(f"    wrk socket errors: {sock_errors.group(1)}")
+    return WrkResult(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(pct["50"]),
+        p90_ms=_ms(pct["90"]),
+        p99_ms=_ms(pct["99"]),
+        errors=int(errors.group(1)) if errors else 0,
+        requests=int(requests.group(1)) if requests else 0,
+    )
+
+
+def wait_ready(
+    url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready in {timeout_s}s")
+
+
+class Process:
+    """A peer server started as a command; stopped by PID with SIGTERM."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        ready_url: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.log = open(CACHE / f"peer-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
+        try:
+            wait_ready(ready_url, proc=self.proc)
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group we started: its children too
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

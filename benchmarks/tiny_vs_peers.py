@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+
 from _harness import Process, WrkResult, conveyor_server, demo_repo, median, wrk
 
 HERE = Path(__file__).resolve().parent

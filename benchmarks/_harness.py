@@ -36,16 +36,15 @@ def demo_repo() -> Path:
     return root
 
 
-def model_repo(name: str, models: dict[str, str], source: Path) -> Path:
-    """A repository whose models link to `source/<model>/1/model.onnx`, with the given
-    config texts (model name -> config.yaml)."""
+def model_repo(name: str, models: dict[str, tuple[str, str]], source: Path) -> Path:
+    """A repository under the cache: model name -> (demo model whose ONNX file it links to,
+    config.yaml text)."""
     root = CACHE / name
     shutil.rmtree(root, ignore_errors=True)
-    for model, config in models.items():
-        src_model = config.split("#from:")[1].split()[0] if "#from:" in config else model
+    for model, (src_model, config) in models.items():
         (root / model / "1").mkdir(parents=True)
         (root / model / "1" / "model.onnx").symlink_to(source / src_model / "1" / "model.onnx")
-        (root / model / "config.yaml").write_text(config.replace(f"#from:{src_model}", ""))
+        (root / model / "config.yaml").write_text(config)
     return root
 
 

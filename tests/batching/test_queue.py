@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conveyor.batching.queue import BatchQueue, QueuedRequest
-from conveyor.errors import QueueFullError
+from conveyor.errors import InvalidRequestError, QueueFullError
 from conveyor.repository.config import DynamicBatching, QueuePolicy
 
 MS = 1_000_000  # ns
@@ -88,6 +88,8 @@ def test_higher_priority_is_served_first() -> None:
     for it in (low1, low2, high):
         q.push(it, 0, None)
     assert q.level_for(0) == 1 and q.level_for(1) == 0
+    with pytest.raises(InvalidRequestError, match="priority 3 is outside 1..2"):
+        q.level_for(3)
     assert q.take(0, busy=0) == [high, low1]
     assert q.take(0, busy=0) == [low2]
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.errors import QueueFullError
+from conveyor.errors import InvalidRequestError, QueueFullError
 from conveyor.repository.config import DynamicBatching, QueuePolicy
 
 QUEUED, DELAYED, DONE = 0, 1, 2
@@ -81,6 +81,10 @@ class BatchQueue:
         """Map a request's priority (1 = highest, 0 = default) to a level index."""
         if priority == 0 or self.levels == 1:
             return self.default_level
+        if priority > self.levels:
+            raise InvalidRequestError(
+                f"priority {priority} is outside 1..{self.levels} for model '{self.model}'"
+            )
         return priority - 1
 
     def push(self, item: QueuedRequest, now_ns: int, timeout_us: int | None) -> None:

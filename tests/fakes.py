@@ -33,6 +33,8 @@ class FakeRuntime(Runtime):
         self.backend.gate.wait(10)
         if self.backend.delay_s:
             time.sleep(self.backend.delay_s)
+        if np.any(x == self.backend.slow):
+            time.sleep(0.2)
         if np.any(x == self.backend.poison):
             raise RuntimeError("poisoned input")
         return {"y": x * 2}
@@ -44,7 +46,8 @@ class FakeBackend(Backend):
     def __init__(self, shape: tuple[int, ...] = (-1, 4), delay_s: float = 0.0) -> None:
         self.shape = shape
         self.delay_s = delay_s
-        self.poison = -999.0
+        self.poison = -999.0  # a batch holding this value fails
+        self.slow = -555.0  # a batch holding this value takes 0.2 s
         self.batches: list[int] = []
         self.lock = threading.Lock()
         self.gate = threading.Event()  # cleared: instances block until set

@@ -133,3 +133,21 @@ async def test_output_rows_must_match_the_batch() -> None:
     with pytest.raises(InternalError):
         await submit(s, rows(3, 1))
     s.close()
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+async def test_preserve_ordering(preserve: bool) -> None:
+    backend = FakeBackend()
+    s = make(backend, instances=2, preserve_ordering=preserve)
+    s.start(asyncio.get_running_loop())
+    finished: list[str] = []
+
+    async def call(name: str, value: float) -> None:
+        await submit(s, rows(1, value))
+        finished.append(name)
+
+    slow = asyncio.ensure_future(call("slow", backend.slow))
+    await asyncio.sleep(0.01)  # the slow one is executing on one instance
+    await asyncio.gather(slow, call("fast", 1.0))
+    assert finished == (["slow", "fast"] if preserve else ["fast", "slow"])
+    s.close()

@@ -53,3 +53,10 @@ def test_load_and_run(tmp_path: Path) -> None:
         rt.infer({"x": x}, ["y"])["y"], x @ models.linear_weights(), rtol=1e-5
     )
     rt.close()
+
+
+def test_instances_are_spread_over_the_configured_gpus() -> None:
+    config = ModelConfig(
+        "m", instance_group=[InstanceGroup(count=3, gpus=[0, 1]), InstanceGroup(count=1)]
+    )
+    assert [config.instance_gpu(i) for i in range(4)] == [0, 1, 0, None]

@@ -50,6 +50,7 @@ class QueuedRequest:
     future: Any = None  # owned by the scheduler
     dispatch_ns: int = 0
     seq: int = field(default=0)
+    outcome: Any = None  # held back until earlier requests are answered (preserve_ordering)
 
 
 class BatchQueue:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -68,6 +69,15 @@ def _split(outputs: Outputs, batch: list[QueuedRequest], batched: bool) -> list[
     return parts
 
 
+def _settle(future: asyncio.Future[Outputs], outcome: Outputs | BaseException) -> None:
+    if future.done():  # the caller went away
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -93,6 +103,11 @@ class Scheduler:
         self._pump_scheduled = False
         self._inline_max_ns = int(config.parameters.get("inline_execution_max_us", 200)) * 1000
         self._exec_avg_ns = -1  # moving average of batch compute time; -1 = not measured
+        db = config.dynamic_batching
+        # preserve_ordering: requests in arrival order, answered strictly in that order
+        self._ordered: deque[QueuedRequest] | None = (
+            deque() if db is not None and db.preserve_ordering else None
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -114,6 +129,8 @@ class Scheduler:
         item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
         self.queue.push(item, self._clock(), timeout_us)
         item.future = future = self._loop.create_future()
+        if self._ordered is not None:
+            self._ordered.append(item)
         if not self._pump_scheduled:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
@@ -128,14 +145,13 @@ class Scheduler:
         self._pump_scheduled = False
         now = self._clock()
         for item in self.queue.expire(now):
-            if not item.future.done():
-                waited_us = (now - item.enqueue_ns) // 1000
-                item.future.set_exception(
-                    RequestTimeoutError(
-                        f"request to model '{self.label}' timed out after {waited_us} µs "
-                        "in the queue"
-                    )
-                )
+            waited_us = (now - item.enqueue_ns) // 1000
+            self._resolve(
+                item,
+                RequestTimeoutError(
+                    f"request to model '{self.label}' timed out after {waited_us} µs in the queue"
+                ),
+            )
         while self._idle:
             batch = self.queue.take(now, self.in_flight)
             if batch is None:
@@ -215,15 +231,26 @@ class Scheduler:
             cost = result.cpu_ns
             self._exec_avg_ns = cost if avg < 0 else (avg * 7 + cost) // 8
         for i, item in enumerate(batch):
-            if item.future.done():
-                continue
             outcome: Outputs | BaseException = (
                 error if error is not None else result.results[i]  # type: ignore[union-attr]
             )
             if isinstance(outcome, BaseException):
-                item.future.set_exception(self._translate(outcome))
+                self._resolve(item, self._translate(outcome))
             else:
-                item.future.set_result({n: outcome[n] for n in item.outputs})
+                self._resolve(item, {n: outcome[n] for n in item.outputs})
+
+    def _resolve(self, item: QueuedRequest, outcome: Outputs | BaseException) -> None:
+        """Answer a request; with preserve_ordering, only once every earlier one is answered."""
+        if self._ordered is None:
+            _settle(item.future, outcome)
+            return
+        item.outcome = outcome
+        while self._ordered and (
+            self._ordered[0].outcome is not None or self._ordered[0].future.done()
+        ):
+            head = self._ordered.popleft()
+            if head.outcome is not None:
+                _settle(head.future, head.outcome)
 
     def _translate(self, exc: BaseException) -> ConveyorError:
         if isinstance(exc, ConveyorError):

@@ -84,6 +84,14 @@ class ModelConfig:
     def instance_kind(self) -> str:
         return self.instance_group[0].kind if self.instance_group else "KIND_AUTO"
 
+    def instance_gpu(self, index: int) -> int | None:
+        """The GPU of instance `index` (counting across groups), when its group names GPUs."""
+        for group in self.instance_group:
+            if index < group.count:
+                return group.gpus[index % len(group.gpus)] if group.gpus else None
+            index -= group.count
+        return None
+
     def input(self, name: str) -> TensorConfig | None:
         return next((t for t in self.inputs if t.name == name), None)
 

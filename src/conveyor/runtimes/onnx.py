@@ -106,7 +106,15 @@ class OnnxBackend(Backend):
     def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:
         path = self.model_file(config, version_dir)
         providers = choose_providers(config, ort.get_available_providers())
+        gpu = config.instance_gpu(instance_index)
+        options = [
+            {"device_id": gpu} if gpu is not None and p != "CPUExecutionProvider" else {}
+            for p in providers
+        ]
         session = ort.InferenceSession(
-            str(path), sess_options=self.session_options(config), providers=providers
+            str(path),
+            sess_options=self.session_options(config),
+            providers=providers,
+            provider_options=options,
         )
         return OnnxRuntime(session)

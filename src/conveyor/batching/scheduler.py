@@ -9,7 +9,9 @@ Inline execution: handing a batch to a worker thread and back costs tens of µs 
 wake-ups. When a model's batches take less than `inline_execution_max_us` (a config
 parameter, default 200 µs, 0 = never; measured as a moving average), the pump runs them
 on the event loop itself: cheaper than the hand-off, and never blocking the loop for
-long. Slower models always run on their instance threads.
+long. Slower models always run on their instance threads. And when such a cheap model
+is idle with nothing queued, a request is answered on the spot, without the round trip
+through the queue (the lone-request fast path).
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ class Scheduler:
         if self.closed or self._loop is None:
             raise UnavailableError(f"model '{self.label}' is not accepting requests")
         item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
+        if (
+            not self._pump_scheduled
+            and not self.in_flight
+            and not self.queue
+            and not self._ordered
+            and 0 <= self._exec_avg_ns < self._inline_max_ns
+        ):
+            # Idle, cheap model, nothing queued: answer now, on this loop pass, without
+            # the round trip through the queue (the lone-request fast path).
+            return self._run_now(item)
         self.queue.push(item, self._clock(), timeout_us)
         item.future = future = self._loop.create_future()
         if self._ordered is not None:
@@ -180,6 +192,14 @@ class Scheduler:
         self._timer_at = 0
         self._pump()
 
+    def _run_now(self, item: QueuedRequest) -> Outputs:
+        result = self._execute(self._idle[-1].runtime, [item])
+        self._measure(result)
+        outcome = result.results[0]
+        if isinstance(outcome, BaseException):
+            raise self._translate(outcome)
+        return outcome
+
     def _run_inline(self, worker: ThreadWorker, batch: list[QueuedRequest]) -> None:
         try:
             result, error = self._execute(worker.runtime, batch), None
@@ -225,11 +245,7 @@ class Scheduler:
         self, batch: list[QueuedRequest], result: BatchResult | None, error: BaseException | None
     ) -> None:
         if result is not None:
-            avg = self._exec_avg_ns
-            # CPU time, not wall time: on a worker thread, wall time includes waiting for
-            # the GIL while the loop is busy, which says nothing about the model's cost.
-            cost = result.cpu_ns
-            self._exec_avg_ns = cost if avg < 0 else (avg * 7 + cost) // 8
+            self._measure(result)
         for i, item in enumerate(batch):
             outcome: Outputs | BaseException = (
                 error if error is not None else result.results[i]  # type: ignore[union-attr]
@@ -238,6 +254,12 @@ class Scheduler:
                 self._resolve(item, self._translate(outcome))
             else:
                 self._resolve(item, {n: outcome[n] for n in item.outputs})
+
+    def _measure(self, result: BatchResult) -> None:
+        # CPU time, not wall time: on a worker thread, wall time includes waiting for
+        # the GIL while the loop is busy, which says nothing about the model's cost.
+        avg, cost = self._exec_avg_ns, result.cpu_ns
+        self._exec_avg_ns = cost if avg < 0 else (avg * 7 + cost) // 8
 
     def _resolve(self, item: QueuedRequest, outcome: Outputs | BaseException) -> None:
         """Answer a request; with preserve_ordering, only once every earlier one is answered."""

@@ -70,11 +70,16 @@ class ModelRepository:
         if names:
             unknown = sorted(set(names) - set(sources))
             for name in unknown:
-                self.models[name] = ModelEntry(name, reason="no such model in the repository")
+                self._publish(ModelEntry(name, reason="no such model in the repository"))
                 log.error("model %r: no such model in the repository %s", name, self.root)
             sources = {n: s for n, s in sources.items() if n in names}
         for source in sources.values():
-            self.models[source.name] = self._load_model(source)
+            self._publish(self._load_model(source))
+
+    def _publish(self, entry: ModelEntry) -> None:
+        # Loading runs off the event loop while the loop reads `models`: replace the dict
+        # (one atomic reference swap) instead of mutating the one being read.
+        self.models = {**self.models, entry.name: entry}
 
     def _load_model(self, source: ModelSource) -> ModelEntry:
         entry = ModelEntry(source.name)

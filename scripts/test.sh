@@ -10,4 +10,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy
+PY=.venv/bin/python ./scripts/gen_proto.sh --check
 .venv/bin/pytest "$@"

@@ -18,6 +18,14 @@ def _size(text: str) -> int:
     return int(text)
 
 
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="conveyor", description="Conveyor: model serving and its benchmark laboratory."
@@ -27,9 +35,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "serve",
-        help="serve a model repository over KServe V2 REST",
+        help="serve a model repository over KServe V2 REST and gRPC",
         description="Serve a Triton-style model repository (REPO/<model>/<version>/model.onnx "
-        "plus config.yaml or config.pbtxt) over the KServe V2 REST protocol.",
+        "plus config.yaml or config.pbtxt) over the KServe V2 protocol, REST and gRPC.",
     )
     s.add_argument("repository", type=Path, help="model repository directory")
     s.add_argument(
@@ -37,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--http-port", type=int, default=8000, help="HTTP port (default 8000; 0 picks a free port)"
+    )
+    s.add_argument(
+        "--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0 picks a free port)"
+    )
+    s.add_argument(
+        "--allow-grpc",
+        type=_bool,
+        default=True,
+        metavar="true|false",
+        help="serve KServe V2 gRPC (default true)",
     )
     s.add_argument(
         "--model-control-mode",
@@ -111,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         repository=args.repository,
         host=args.host,
         http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        allow_grpc=args.allow_grpc,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         exit_timeout_secs=args.exit_timeout_secs,

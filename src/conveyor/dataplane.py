@@ -6,20 +6,33 @@ REST, gRPC and the in-process API all call this one object with decoded requests
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from conveyor import __version__
 from conveyor.datatypes import numpy_dtype, v2_datatype
 from conveyor.errors import InvalidRequestError
+from conveyor.protocol.tensors import from_bytes, to_bytes
 from conveyor.repository.config import ModelConfig, to_triton_json
-from conveyor.repository.manager import READY, ModelRepository, ModelVersion
+from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
+from conveyor.sharedmem import SharedMemoryRegistry
 from conveyor.types import InferRequest, InferResponse
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "schedule_policy", "parameters"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "model_configuration",
+    "schedule_policy",
+    "parameters",
+    "statistics",
+    "system_shared_memory",
+    "model_repository",
+]
 
 
 def _fmt(shape: tuple[int, ...] | list[int]) -> str:
@@ -30,6 +43,9 @@ class DataPlane:
     def __init__(self, repository: ModelRepository) -> None:
         self.repository = repository
         self.ready = False  # set by the server once models are loaded; cleared on drain
+        self.shm = SharedMemoryRegistry()
+        self.model_control_mode = "none"
+        self.drain_timeout_s = 30.0
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -62,6 +78,53 @@ class DataPlane:
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
         return to_triton_json(self.repository.get(name, version).config)
 
+    def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        """Triton's statistics for one model version, every version of a model, or all."""
+        if name:
+            if version:
+                versions = [self.repository.get(name, version)]
+            else:
+                self.repository.get(name)  # raises for unknown or unavailable
+                versions = list(self.repository.models[name].versions.values())
+        else:
+            versions = [
+                mv for entry in self.repository.models.values() for mv in entry.versions.values()
+            ]
+        return [
+            mv.scheduler.stats.to_triton(mv.name, mv.version_str)
+            for mv in sorted(versions, key=lambda m: (m.name, m.version))
+        ]
+
+    async def load_model(self, name: str, config_json: str | None = None) -> None:
+        """Repository API: load or reload a model (explicit model control only)."""
+        self._check_explicit()
+        override = None
+        if config_json is not None:
+            try:
+                override = orjson.loads(config_json)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequestError(f"the 'config' parameter is not JSON: {exc}") from None
+        old = await asyncio.to_thread(self.repository.reload, name, override)
+        if old is not None:
+            await self._retire(old)
+
+    async def unload_model(self, name: str) -> None:
+        self._check_explicit()
+        await self._retire(self.repository.unload(name))
+
+    async def _retire(self, entry: ModelEntry) -> None:
+        """Let an entry that no longer receives requests finish them, then release it."""
+        for mv in entry.versions.values():
+            await mv.scheduler.drain(self.drain_timeout_s)
+            mv.scheduler.close()
+
+    def _check_explicit(self) -> None:
+        if self.model_control_mode != "explicit":
+            raise InvalidRequestError(
+                f"model control mode is '{self.model_control_mode}': loading and unloading "
+                "through the API needs --model-control-mode explicit"
+            )
+
     def repository_index(self) -> list[dict[str, Any]]:
         rows = []
         for name, entry in sorted(self.repository.models.items()):
@@ -80,8 +143,24 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
+        start = time.perf_counter_ns()
+        try:
+            response = await self._infer(mv, request)
+        except BaseException:
+            mv.scheduler.stats.record_request(False, time.perf_counter_ns() - start)
+            raise
+        mv.scheduler.stats.record_request(True, time.perf_counter_ns() - start)
+        return response
+
+    async def _infer(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
         sig = signature(mv)
-        inputs, rows, key = validate_inputs(sig, request.inputs)
+        raw_inputs = request.inputs
+        if request.shm_inputs:
+            raw_inputs = dict(raw_inputs)
+            for name, (ref, datatype, shape) in request.shm_inputs.items():
+                buf = self.shm.read(f"input '{name}'", ref)
+                raw_inputs[name] = from_bytes(name, datatype, shape, buf)
+        inputs, rows, key = validate_inputs(sig, raw_inputs)
         outputs = self._output_names(sig, request)
         params = request.parameters
         priority = _int_param(params, "priority") if params else 0
@@ -91,7 +170,11 @@ class DataPlane:
         )
         if sig.output_reshapes:
             results = _reshape_outputs(sig, results)
-        return InferResponse(request.model, mv.version_str, results, request.id)
+        response = InferResponse(request.model, mv.version_str, results, request.id)
+        for name, ref in request.shm_outputs.items():
+            self.shm.write(f"output '{name}'", ref, to_bytes(results[name]))
+            response.in_shm[name] = ref
+        return response
 
     @staticmethod
     def _output_names(sig: Signature, request: InferRequest) -> list[str]:

@@ -5,6 +5,7 @@ Every error a client can see carries its HTTP status; transports render it
 
     ConveyorError (500)
     ├── InvalidRequestError (400)      malformed body, wrong dtype/shape, unknown output
+    │   └── ModelLoadError             a load through the repository API failed
     ├── NotFoundError (404)            unknown model, version or route
     │   └── ModelNotFoundError
     ├── MethodNotAllowedError (405)
@@ -14,8 +15,8 @@ Every error a client can see carries its HTTP status; transports render it
     │   └── RequestTimeoutError        per-request timeout expired while queued
     └── InternalError (500)            anything unexpected: generic message to the client
 
-`ModelLoadError` is not a request error: it describes why a model failed to
-load and lives in the repository's state table.
+`GRPC_CODES` is the one table from HTTP status to gRPC status code name.
+
 """
 
 from __future__ import annotations
@@ -75,5 +76,17 @@ class InternalError(ConveyorError):
     pass
 
 
-class ModelLoadError(Exception):
-    """A model (or one of its versions) could not be loaded; the message says why."""
+class ModelLoadError(InvalidRequestError):
+    """A model could not be loaded (through the repository API); the message says why."""
+
+
+# HTTP status -> gRPC status code (grpc.StatusCode member name), for every transport.
+GRPC_CODES: dict[int, str] = {
+    HTTPStatus.BAD_REQUEST: "INVALID_ARGUMENT",
+    HTTPStatus.NOT_FOUND: "NOT_FOUND",
+    HTTPStatus.METHOD_NOT_ALLOWED: "UNIMPLEMENTED",
+    HTTPStatus.REQUEST_TIMEOUT: "DEADLINE_EXCEEDED",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "RESOURCE_EXHAUSTED",
+    HTTPStatus.SERVICE_UNAVAILABLE: "UNAVAILABLE",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "INTERNAL",
+}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.dataplane import DataPlane
+from conveyor.grpc.server import GrpcServer
 from conveyor.http.rest import RestApp
 from conveyor.http.server import HttpServer
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE
@@ -31,6 +32,8 @@ class ServerOptions:
     repository: Path
     host: str = "0.0.0.0"
     http_port: int = 8000
+    grpc_port: int = 8001
+    allow_grpc: bool = True
     model_control_mode: str = "none"  # none | explicit
     load_models: tuple[str, ...] = ()
     exit_timeout_secs: float = 30.0
@@ -48,8 +51,15 @@ class Server:
             options.default_max_batch_size,
         )
         self.dataplane = DataPlane(self.repository)
+        self.dataplane.model_control_mode = options.model_control_mode
+        self.dataplane.drain_timeout_s = options.exit_timeout_secs
         self.http = HttpServer(
             RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
+        )
+        self.grpc = (
+            GrpcServer(self.dataplane, options.host, options.grpc_port, options.max_request_bytes)
+            if options.allow_grpc
+            else None
         )
 
     def _models_to_load(self) -> list[str] | None:
@@ -62,6 +72,9 @@ class Server:
         """Listen at once (live), load the models off the loop, then turn ready."""
         await self.http.start()
         log.info("HTTP (KServe V2 REST) listening on %s:%d", self.options.host, self.http.port)
+        if self.grpc is not None:
+            await self.grpc.start()
+            log.info("gRPC (KServe V2) listening on %s:%d", self.options.host, self.grpc.port)
         names = self._models_to_load()
         if names == []:
             log.info("explicit model control with no --load-model: no model loaded")
@@ -69,6 +82,8 @@ class Server:
             await asyncio.to_thread(self.repository.load, names)
         self.repository.start(asyncio.get_running_loop())
         self.dataplane.ready = True
+        if self.grpc is not None:
+            await self.grpc.set_serving(True)
         for row in self.dataplane.repository_index():
             log.info("  %-24s %-4s %s %s", row["name"], row["version"], row["state"], row["reason"])
         log.info("server ready")
@@ -80,7 +95,11 @@ class Server:
             self.options.exit_timeout_secs,
         )
         self.dataplane.ready = False
-        await self.http.shutdown(self.options.exit_timeout_secs)
+        timeout = self.options.exit_timeout_secs
+        if self.grpc is not None:
+            await asyncio.gather(self.http.shutdown(timeout), self.grpc.stop(timeout))
+        else:
+            await self.http.shutdown(timeout)
         await self.repository.drain(1.0)
         self.repository.close()
         log.info("stopped")

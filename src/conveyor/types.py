@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from conveyor.sharedmem import ShmRef
+
 
 @dataclass(slots=True)
 class RequestedOutput:
@@ -24,6 +26,9 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None  # None = all outputs
     parameters: dict[str, Any] = field(default_factory=dict)
     binary_output: bool = False  # request-level `binary_data_output`
+    # tensors in system shared memory: input name -> (ref, datatype, shape)
+    shm_inputs: dict[str, tuple[ShmRef, str, tuple[int, ...]]] = field(default_factory=dict)
+    shm_outputs: dict[str, ShmRef] = field(default_factory=dict)  # output name -> where
 
 
 @dataclass(slots=True)
@@ -33,6 +38,7 @@ class InferResponse:
     outputs: dict[str, np.ndarray]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    in_shm: dict[str, ShmRef] = field(default_factory=dict)  # outputs written to shared memory
 
 
 # A piece of a response body: written to the socket as it is (no copies).

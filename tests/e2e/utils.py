@@ -19,6 +19,7 @@ class ServerProcess:
         self.log_path = log_dir / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.grpc_port = 0
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         cmd = [
@@ -31,6 +32,8 @@ class ServerProcess:
             "127.0.0.1",
             "--http-port",
             "0",
+            "--grpc-port",
+            "0",
             *self.args,
         ]
         with open(self.log_path, "wb") as log:
@@ -39,9 +42,12 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-            if match and "server ready" in self.log():
+            log = self.log()
+            match = re.search(r"HTTP .* listening on 127\.0\.0\.1:(\d+)", log)
+            if match and "server ready" in log:
                 self.port = int(match.group(1))
+                grpc_match = re.search(r"gRPC .* listening on 127\.0\.0\.1:(\d+)", log)
+                self.grpc_port = int(grpc_match.group(1)) if grpc_match else 0
                 return self
             time.sleep(0.05)
         self.stop()
@@ -53,6 +59,10 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def request(
         self,

@@ -27,6 +27,7 @@ import numpy as np
 
 from conveyor.batching.queue import BatchQueue, QueuedRequest
 from conveyor.errors import ConveyorError, InternalError, RequestTimeoutError, UnavailableError
+from conveyor.metrics.stats import ModelStats
 from conveyor.repository.config import ModelConfig
 from conveyor.runtimes.base import Runtime
 from conveyor.workers.threads import ThreadWorker
@@ -41,7 +42,9 @@ class BatchResult:
     """Per request of a batch: its outputs, or the error that failed it alone."""
 
     results: list[Outputs | BaseException]
-    compute_ns: int  # wall time
+    input_ns: int  # gathering the batch's inputs
+    infer_ns: int  # the runtime
+    output_ns: int  # splitting the outputs back
     cpu_ns: int  # the executing thread's CPU time: excludes waiting for the GIL
 
 
@@ -100,6 +103,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
+        self.stats = ModelStats()
         self.in_flight = 0  # batches executing on worker threads
         self.closed = False
         self._pump_scheduled = False
@@ -193,8 +197,10 @@ class Scheduler:
         self._pump()
 
     def _run_now(self, item: QueuedRequest) -> Outputs:
+        item.enqueue_ns = item.dispatch_ns = self._clock()
         result = self._execute(self._idle[-1].runtime, [item])
         self._measure(result)
+        self._record([item], result)
         outcome = result.results[0]
         if isinstance(outcome, BaseException):
             raise self._translate(outcome)
@@ -221,11 +227,15 @@ class Scheduler:
     def _execute(self, runtime: Runtime, batch: list[QueuedRequest]) -> BatchResult:
         """Runs on the worker thread. A failed batch is retried request by request, so a
         bad request fails alone and its batch-mates still get their answers."""
-        start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
+        t0, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
         names = sorted({name for item in batch for name in item.outputs})
         results: list[Outputs | BaseException]
+        t1 = t2 = t0
         try:
-            merged = runtime.infer(_concat(batch), names)
+            inputs = _concat(batch)
+            t1 = time.perf_counter_ns()
+            merged = runtime.infer(inputs, names)
+            t2 = time.perf_counter_ns()
             results = list(_split(merged, batch, self.batched))
         except Exception as exc:
             if len(batch) == 1:
@@ -237,15 +247,16 @@ class Scheduler:
                         results.append(runtime.infer(item.inputs, item.outputs))
                     except Exception as single_exc:
                         results.append(single_exc)
-        return BatchResult(
-            results, time.perf_counter_ns() - start, time.thread_time_ns() - cpu_start
-        )
+        t3 = time.perf_counter_ns()
+        t2 = max(t2, t1)
+        return BatchResult(results, t1 - t0, t2 - t1, t3 - t2, time.thread_time_ns() - cpu_start)
 
     def _complete(
         self, batch: list[QueuedRequest], result: BatchResult | None, error: BaseException | None
     ) -> None:
         if result is not None:
             self._measure(result)
+            self._record(batch, result)
         for i, item in enumerate(batch):
             outcome: Outputs | BaseException = (
                 error if error is not None else result.results[i]  # type: ignore[union-attr]
@@ -254,6 +265,16 @@ class Scheduler:
                 self._resolve(item, self._translate(outcome))
             else:
                 self._resolve(item, {n: outcome[n] for n in item.outputs})
+
+    def _record(self, batch: list[QueuedRequest], result: BatchResult) -> None:
+        self.stats.record_batch(
+            rows=sum(item.rows for item in batch),
+            requests=len(batch),
+            queue_ns=sum(item.dispatch_ns - item.enqueue_ns for item in batch),
+            input_ns=result.input_ns,
+            infer_ns=result.infer_ns,
+            output_ns=result.output_ns,
+        )
 
     def _measure(self, result: BatchResult) -> None:
         # CPU time, not wall time: on a worker thread, wall time includes waiting for

@@ -1,12 +1,17 @@
-"""KServe V2 REST routes: decode, call the data plane, encode. No logic beyond that.
+"""KServe V2 REST routes and Triton's REST extensions: decode, call the data plane,
+encode. No logic beyond that.
 
-GET  /v2                                    server metadata
-GET  /v2/health/live | /v2/health/ready     health
-GET  /v2/models/{m}[/versions/{v}]          model metadata
-GET  /v2/models/{m}[/versions/{v}]/ready    model readiness
-GET  /v2/models/{m}[/versions/{v}]/config   model config (Triton's JSON form)
-POST /v2/models/{m}[/versions/{v}]/infer    inference (JSON or binary tensors)
-POST /v2/repository/index                   models and their load state
+- GET  /v2 : server metadata
+- GET  /v2/health/live, /v2/health/ready
+- GET  /v2/models/{m}[/versions/{v}] : model metadata
+- GET  /v2/models/{m}[/versions/{v}]/ready
+- GET  /v2/models/{m}[/versions/{v}]/config : model config (Triton's JSON form)
+- POST /v2/models/{m}[/versions/{v}]/infer : JSON or binary tensors, shared memory
+- GET  /v2/models/stats, /v2/models/{m}[/versions/{v}]/stats : Triton's statistics
+- POST /v2/repository/index : every model and version with its state
+- POST /v2/repository/models/{m}/load | unload : explicit model control
+- POST /v2/systemsharedmemory/region/{r}/register, [region/{r}/]unregister
+- GET  /v2/systemsharedmemory[/region/{r}]/status
 """
 
 from __future__ import annotations
@@ -36,6 +41,18 @@ _OK_EMPTY = HttpResponse(200, [], "text/plain")
 
 def _json(value: Any) -> HttpResponse:
     return HttpResponse(200, [orjson.dumps(value)])
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        doc = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"malformed JSON in request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return doc
 
 
 def _method(request: HttpRequest, *allowed: str) -> None:
@@ -71,11 +88,61 @@ class RestApp:
         if section == "health" and len(parts) == 4:
             _method(request, "GET")
             return self._health(parts[3])
+        if section == "models" and parts[3:] == ["stats"]:
+            _method(request, "GET")
+            return _json({"model_stats": self.dataplane.statistics()})
         if section == "models" and len(parts) >= 4:
             return await self._model(request, parts[3:])
-        if section == "repository" and parts[3:] == ["index"]:
+        if section == "repository":
+            return await self._repository(request, parts[3:])
+        if section == "systemsharedmemory":
+            return self._shared_memory(request, parts[3:])
+        raise NotFoundError(f"no route for {request.path}")
+
+    async def _repository(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
+        if rest == ["index"]:
             _method(request, "POST", "GET")
-            return _json(self.dataplane.repository_index())
+            body = _body(request)
+            rows = self.dataplane.repository_index()
+            if body.get("ready"):
+                rows = [r for r in rows if r["state"] == "READY"]
+            return _json(rows)
+        if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            _method(request, "POST")
+            name = unquote(rest[1])
+            if rest[2] == "unload":
+                await self.dataplane.unload_model(name)
+            else:
+                config = (_body(request).get("parameters") or {}).get("config")
+                if config is not None and not isinstance(config, str):
+                    config = orjson.dumps(config).decode()
+                await self.dataplane.load_model(name, config)
+            return _OK_EMPTY
+        raise NotFoundError(f"no route for {request.path}")
+
+    def _shared_memory(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
+        region = ""
+        if len(rest) >= 3 and rest[0] == "region":
+            region, rest = unquote(rest[1]), rest[2:]
+        action = rest[0] if len(rest) == 1 else ""
+        shm = self.dataplane.shm
+        if action == "status":
+            _method(request, "GET")
+            return _json(list(shm.status(region).values()))
+        if action == "register" and region:
+            _method(request, "POST")
+            body = _body(request)
+            key, offset, size = body.get("key"), body.get("offset", 0), body.get("byte_size")
+            if not (isinstance(key, str) and isinstance(offset, int) and isinstance(size, int)):
+                raise InvalidRequestError(
+                    "register needs 'key' (string), 'byte_size' (int) and optionally 'offset' (int)"
+                )
+            shm.register(region, key, offset, size)
+            return _OK_EMPTY
+        if action == "unregister":
+            _method(request, "POST")
+            shm.unregister(region)
+            return _OK_EMPTY
         raise NotFoundError(f"no route for {request.path}")
 
     def _health(self, what: str) -> HttpResponse:
@@ -110,6 +177,9 @@ class RestApp:
         if action == "config":
             _method(request, "GET")
             return _json(self.dataplane.model_config(name, version))
+        if action == "stats":
+            _method(request, "GET")
+            return _json({"model_stats": self.dataplane.statistics(name, version)})
         raise NotFoundError(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:

@@ -13,7 +13,6 @@ length followed by the bytes, element after element.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,8 @@ import orjson
 
 from conveyor.datatypes import V2_TO_NUMPY, v2_datatype
 from conveyor.errors import InvalidRequestError
+from conveyor.protocol.tensors import count, from_bytes, to_bytes
+from conveyor.sharedmem import ShmRef
 from conveyor.types import Chunk, InferRequest, InferResponse, RequestedOutput
 
 _KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}  # JSON value kinds each dtype accepts
@@ -34,13 +35,6 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
         else:
             return tuple(raw)
     raise InvalidRequestError(f"input '{name}': shape must be a list of non-negative ints")
-
-
-def _count(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _flatten_strings(data: Any, out: list[bytes]) -> None:
@@ -81,41 +75,11 @@ def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
                 f"(first value {raw.reshape(-1)[0]!r})"
             )
         arr = raw.astype(dtype, copy=False)
-    if arr.size != _count(shape):
+    if arr.size != count(shape):
         raise InvalidRequestError(
-            f"input '{name}': shape {list(shape)} needs {_count(shape)} elements, "
+            f"input '{name}': shape {list(shape)} needs {count(shape)} elements, "
             f"data has {arr.size}"
         )
-    return arr.reshape(shape)
-
-
-def _binary_array(name: str, datatype: str, shape: tuple[int, ...], buf: memoryview) -> np.ndarray:
-    n = _count(shape)
-    if datatype != "BYTES":
-        dtype = V2_TO_NUMPY[datatype]
-        if len(buf) != n * dtype.itemsize:
-            raise InvalidRequestError(
-                f"input '{name}': binary_data_size is {len(buf)} bytes, but shape {list(shape)} "
-                f"of {datatype} needs {n * dtype.itemsize}"
-            )
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
-    items: list[bytes] = []
-    pos, end = 0, len(buf)
-    while pos < end:
-        if pos + 4 > end:
-            raise InvalidRequestError(f"input '{name}': truncated BYTES element length")
-        (length,) = struct.unpack_from("<I", buf, pos)
-        pos += 4
-        if pos + length > end:
-            raise InvalidRequestError(f"input '{name}': BYTES element overruns its data")
-        items.append(bytes(buf[pos : pos + length]))
-        pos += length
-    if len(items) != n:
-        raise InvalidRequestError(
-            f"input '{name}': shape {list(shape)} needs {n} BYTES elements, data has {len(items)}"
-        )
-    arr = np.empty(n, dtype=object)
-    arr[:] = items
     return arr.reshape(shape)
 
 
@@ -142,19 +106,24 @@ def decode_request(
         raise InvalidRequestError("request needs a non-empty 'inputs' list")
     offset = header_length
     inputs: dict[str, np.ndarray] = {}
+    shm_inputs: dict[str, tuple[ShmRef, str, tuple[int, ...]]] = {}
     for raw in raw_inputs:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise InvalidRequestError("each input needs a 'name'")
         name = raw["name"]
-        if name in inputs:
+        if name in inputs or name in shm_inputs:
             raise InvalidRequestError(f"input '{name}' appears twice")
         datatype = raw.get("datatype")
         if datatype not in V2_TO_NUMPY:
             raise InvalidRequestError(f"input '{name}': unknown datatype {datatype!r}")
         shape = _shape(raw.get("shape"), name)
         params = raw.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
-        if size is not None:
+        if not isinstance(params, dict):
+            raise InvalidRequestError(f"input '{name}': 'parameters' must be an object")
+        size = params.get("binary_data_size")
+        if "shared_memory_region" in params:
+            shm_inputs[name] = (ShmRef.from_params(f"input '{name}'", params), datatype, shape)
+        elif size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InvalidRequestError(f"input '{name}': binary_data_size must be an int >= 0")
             if offset + size > total:
@@ -162,7 +131,7 @@ def decode_request(
                     f"input '{name}': binary_data_size {size} runs past the end of the body "
                     f"({total - offset} bytes of binary data left); body truncated?"
                 )
-            inputs[name] = _binary_array(name, datatype, shape, view[offset : offset + size])
+            inputs[name] = from_bytes(name, datatype, shape, view[offset : offset + size])
             offset += size
         elif "data" in raw:
             inputs[name] = _json_array(name, datatype, shape, raw["data"])
@@ -177,6 +146,7 @@ def decode_request(
     if not isinstance(req_params, dict):
         raise InvalidRequestError("'parameters' must be an object")
     outputs = None
+    shm_outputs: dict[str, ShmRef] = {}
     if header.get("outputs") is not None:
         outputs = []
         for raw in header["outputs"]:
@@ -185,6 +155,8 @@ def decode_request(
             p = raw.get("parameters") or {}
             if "classification" in p:
                 raise InvalidRequestError("the classification extension is not supported")
+            if "shared_memory_region" in p:
+                shm_outputs[raw["name"]] = ShmRef.from_params(f"output '{raw['name']}'", p)
             binary = p.get("binary_data")
             outputs.append(RequestedOutput(raw["name"], None if binary is None else bool(binary)))
     rid = header.get("id")
@@ -196,16 +168,9 @@ def decode_request(
         outputs=outputs,
         parameters=req_params,
         binary_output=bool(req_params.get("binary_data_output", False)),
+        shm_inputs=shm_inputs,
+        shm_outputs=shm_outputs,
     )
-
-
-def _bytes_payload(arr: np.ndarray) -> bytes:
-    parts = []
-    for x in arr.reshape(-1):
-        b = x if isinstance(x, bytes) else str(x).encode()
-        parts.append(struct.pack("<I", len(b)))
-        parts.append(b)
-    return b"".join(parts)
 
 
 def _json_data(arr: np.ndarray) -> Any:
@@ -234,11 +199,16 @@ def encode_response(
             "datatype": v2_datatype(arr.dtype),
             "shape": list(arr.shape),
         }
-        if binary if binary is not None else request.binary_output:
-            if arr.dtype.kind in "OSU":
-                blob: Chunk = _bytes_payload(arr)
-            else:
-                blob = np.ascontiguousarray(arr).data.cast("B")
+        if name in response.in_shm:
+            ref = response.in_shm[name]
+            entry["parameters"] = {
+                "shared_memory_region": ref.region,
+                "shared_memory_byte_size": ref.byte_size,
+            }
+            if ref.offset:
+                entry["parameters"]["shared_memory_offset"] = ref.offset
+        elif binary if binary is not None else request.binary_output:
+            blob = to_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(memoryview(blob))}
             blobs.append(blob)
         else:

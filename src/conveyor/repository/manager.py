@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.batching.scheduler import Scheduler
-from conveyor.errors import ModelNotFoundError, NotFoundError, UnavailableError
+from conveyor.errors import ModelLoadError, ModelNotFoundError, NotFoundError, UnavailableError
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE, complete
-from conveyor.repository.config import ConfigError, ModelConfig
+from conveyor.repository.config import ConfigError, ModelConfig, parse_config
 from conveyor.repository.layout import ModelSource, read_config, scan, select_versions
 from conveyor.runtimes.base import Backend, Runtime
 
@@ -81,10 +81,14 @@ class ModelRepository:
         # (one atomic reference swap) instead of mutating the one being read.
         self.models = {**self.models, entry.name: entry}
 
-    def _load_model(self, source: ModelSource) -> ModelEntry:
+    def _load_model(
+        self, source: ModelSource, override: dict[str, Any] | None = None
+    ) -> ModelEntry:
         entry = ModelEntry(source.name)
         try:
-            config = read_config(source)
+            config = (
+                read_config(source) if override is None else parse_config(override, source.name)
+            )
             backend = self.backends.get(config.backend)
             if backend is None:
                 raise ConfigError(
@@ -131,6 +135,33 @@ class ModelRepository:
         if self._loop is not None:
             scheduler.start(self._loop)
         return ModelVersion(config.name, version, config, scheduler, time.perf_counter() - start)
+
+    def reload(self, name: str, override: dict[str, Any] | None = None) -> ModelEntry | None:
+        """Load (or reload) one model beside what serves now, then switch to it at once.
+        Returns the entry it replaced, for the caller to drain and close. If the load
+        fails, what served keeps serving, and the failure is raised (and kept as the
+        entry's reason, so the index shows it). Blocking: run it off the event loop."""
+        source = scan(self.root).get(name)
+        if source is None:
+            raise ModelLoadError(f"failed to load '{name}': no such model in {self.root}")
+        entry = self._load_model(source, override)
+        old = self.models.get(name)
+        if entry.state != READY:
+            if old is not None and old.state == READY:
+                old.reason = f"reload failed, previous versions still serve: {entry.reason}"
+            else:
+                self._publish(entry)
+            raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
+        self._publish(entry)
+        return old
+
+    def unload(self, name: str) -> ModelEntry:
+        """Stop routing to a model; returns its entry for the caller to drain and close."""
+        old = self.models.get(name)
+        if old is None:
+            raise ModelNotFoundError(f"unknown model '{name}'")
+        self._publish(ModelEntry(name, state=UNAVAILABLE, reason="unloaded"))
+        return old
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -1,0 +1,188 @@
+"""KServe V2 gRPC (`inference.GRPCInferenceService`): decode, call the data plane, encode.
+
+Errors become gRPC status codes through `errors.GRPC_CODES` (the one HTTP -> gRPC table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+
+from conveyor.dataplane import DataPlane
+from conveyor.errors import GRPC_CODES, ConveyorError
+from conveyor.grpc import inference_pb2 as pb
+from conveyor.grpc import inference_pb2_grpc as pb_grpc
+from conveyor.protocol import v2_grpc
+
+log = logging.getLogger("conveyor.grpc")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def status_of(exc: ConveyorError) -> grpc.StatusCode:
+    code: grpc.StatusCode = getattr(grpc.StatusCode, GRPC_CODES.get(exc.status, "INTERNAL"))
+    return code
+
+
+def _rpc(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Translate the data plane's errors into gRPC statuses, in one place."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except ConveyorError as exc:
+            code, message = status_of(exc), exc.message
+        except Exception:
+            log.exception("internal error in %s", method.__name__)
+            code, message = grpc.StatusCode.INTERNAL, "internal server error"
+        await context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+def _parse(message: Any, value: dict[str, Any]) -> Any:
+    return json_format.ParseDict(value, message, ignore_unknown_fields=True)
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @_rpc
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    @_rpc
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.dataplane.ready)
+
+    @_rpc
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
+        try:
+            ready = self.dataplane.model_ready(request.name, request.version)
+        except ConveyorError as exc:
+            if exc.status != 503:
+                raise
+            ready = False
+        return pb.ModelReadyResponse(ready=ready)
+
+    @_rpc
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
+        return _parse(pb.ServerMetadataResponse(), self.dataplane.server_metadata())
+
+    @_rpc
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
+        meta = self.dataplane.model_metadata(request.name, request.version)
+        return _parse(pb.ModelMetadataResponse(), meta)
+
+    @_rpc
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> Any:
+        config = self.dataplane.model_config(request.name, request.version)
+        return pb.ModelConfigResponse(config=_parse(pb.ModelConfig(), config))
+
+    @_rpc
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> Any:
+        stats = self.dataplane.statistics(request.name, request.version)
+        return _parse(pb.ModelStatisticsResponse(), {"model_stats": stats})
+
+    @_rpc
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+        response = await self.dataplane.infer(v2_grpc.decode_request(request))
+        return v2_grpc.encode_response(response)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Requests are served concurrently; each answer (or error) is sent as it is ready,
+        carrying its request's id."""
+        done: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def serve(msg: pb.ModelInferRequest) -> None:
+            try:
+                response = await self.dataplane.infer(v2_grpc.decode_request(msg))
+                out = pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
+            except ConveyorError as exc:
+                out = pb.ModelStreamInferResponse(error_message=exc.message)
+                out.infer_response.id = msg.id
+                out.infer_response.model_name = msg.model_name
+            except Exception:
+                log.exception("internal error in ModelStreamInfer")
+                out = pb.ModelStreamInferResponse(error_message="internal server error")
+                out.infer_response.id = msg.id
+            await done.put(out)
+
+        async def read() -> None:
+            async for msg in requests:
+                task = asyncio.ensure_future(serve(msg))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+            await done.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await done.get()) is not None:
+                yield item
+        finally:
+            reader.cancel()
+            for task in pending:
+                task.cancel()
+
+    @_rpc
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
+        rows = self.dataplane.repository_index()
+        if request.ready:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return _parse(pb.RepositoryIndexResponse(), {"models": rows})
+
+    @_rpc
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> Any:
+        params = {
+            k: getattr(v, v.WhichOneof("parameter_choice") or "string_param")
+            for k, v in request.parameters.items()
+        }
+        config = params.get("config")
+        await self.dataplane.load_model(request.model_name, config if config else None)
+        return pb.RepositoryModelLoadResponse()
+
+    @_rpc
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> Any:
+        await self.dataplane.unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @_rpc
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+    ) -> Any:
+        regions = self.dataplane.shm.status(request.name)
+        return _parse(pb.SystemSharedMemoryStatusResponse(), {"regions": regions})
+
+    @_rpc
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> Any:
+        self.dataplane.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @_rpc
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> Any:
+        self.dataplane.shm.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()

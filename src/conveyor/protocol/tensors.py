@@ -1,0 +1,67 @@
+"""Tensors as raw bytes, shared by every protocol: Triton's binary extension over REST,
+`raw_input_contents`/`raw_output_contents` over gRPC, and shared-memory regions.
+
+Fixed-size types are their little-endian element bytes (numpy views, no copies);
+BYTES elements are each a 4-byte little-endian length followed by the bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from conveyor.datatypes import V2_TO_NUMPY
+from conveyor.errors import InvalidRequestError
+from conveyor.types import Chunk
+
+
+def count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def from_bytes(
+    name: str, datatype: str, shape: tuple[int, ...], buf: memoryview | bytes
+) -> np.ndarray:
+    n = count(shape)
+    if datatype != "BYTES":
+        dtype = V2_TO_NUMPY[datatype]
+        if len(buf) != n * dtype.itemsize:
+            raise InvalidRequestError(
+                f"input '{name}': binary_data_size is {len(buf)} bytes, but shape {list(shape)} "
+                f"of {datatype} needs {n * dtype.itemsize}"
+            )
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+    items: list[bytes] = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        if pos + 4 > end:
+            raise InvalidRequestError(f"input '{name}': truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", buf, pos)
+        pos += 4
+        if pos + length > end:
+            raise InvalidRequestError(f"input '{name}': BYTES element overruns its data")
+        items.append(bytes(buf[pos : pos + length]))
+        pos += length
+    if len(items) != n:
+        raise InvalidRequestError(
+            f"input '{name}': shape {list(shape)} needs {n} BYTES elements, data has {len(items)}"
+        )
+    arr = np.empty(n, dtype=object)
+    arr[:] = items
+    return arr.reshape(shape)
+
+
+def to_bytes(arr: np.ndarray) -> Chunk:
+    """The raw bytes of a tensor (a view for fixed-size types)."""
+    if arr.dtype.kind in "OSU":
+        parts = []
+        for x in arr.reshape(-1):
+            b = x if isinstance(x, bytes) else str(x).encode()
+            parts.append(struct.pack("<I", len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr).data.cast("B")

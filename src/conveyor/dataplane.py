@@ -130,7 +130,7 @@ class DataPlane:
         for name, entry in sorted(self.repository.models.items()):
             if entry.state == READY:
                 rows += [
-                    {"name": name, "version": str(v), "state": READY, "reason": ""}
+                    {"name": name, "version": str(v), "state": READY, "reason": entry.reason}
                     for v in sorted(entry.versions)
                 ]
             else:

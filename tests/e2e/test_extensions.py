@@ -123,7 +123,7 @@ def test_statistics_over_rest(server: ServerProcess) -> None:
 
 
 def test_explicit_load_reload_unload(explicit: tuple[ServerProcess, Path]) -> None:
-    proc, root = explicit
+    proc, _ = explicit
     client = httpclient.InferenceServerClient(proc.url)
     assert not client.is_model_ready("mlp") if _exists(client, "mlp") else True
     client.load_model("mlp")

@@ -12,6 +12,7 @@ encode. No logic beyond that.
 - POST /v2/repository/models/{m}/load | unload : explicit model control
 - POST /v2/systemsharedmemory/region/{r}/register, [region/{r}/]unregister
 - GET  /v2/systemsharedmemory[/region/{r}]/status
+- /v1/models/... : TensorFlow Serving's REST API (http/tfserving.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from conveyor.errors import (
     UnavailableError,
 )
 from conveyor.http.server import HttpRequest, HttpResponse, error_response
+from conveyor.http.tfserving import TfServingApp
 from conveyor.protocol import v2
 
 log = logging.getLogger("conveyor.http")
@@ -65,6 +67,7 @@ def _method(request: HttpRequest, *allowed: str) -> None:
 class RestApp:
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
+        self.tfserving = TfServingApp(dataplane)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -79,6 +82,8 @@ class RestApp:
         path = request.path.rstrip("/")
         parts = path.split("/")
         # parts[0] is "" (the leading slash)
+        if len(parts) >= 3 and parts[1] == "v1" and parts[2] == "models":
+            return await self.tfserving.route(request, parts[3:])
         if len(parts) < 2 or parts[1] != "v2":
             raise NotFoundError(f"no route for {request.path}")
         if len(parts) == 2:

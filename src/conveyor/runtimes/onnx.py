@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from conveyor.datatypes import ORT_TO_V2
+from conveyor.errors import InvalidRequestError
 from conveyor.repository.config import ModelConfig
 from conveyor.runtimes.base import Backend, Runtime, TensorSpec
 
@@ -57,11 +58,33 @@ def choose_providers(config: ModelConfig, available: list[str]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+def _to_text(name: str, arr: np.ndarray) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    try:
+        out.reshape(-1)[:] = [
+            x.decode() if isinstance(x, bytes) else str(x) for x in arr.reshape(-1)
+        ]
+    except UnicodeDecodeError:
+        raise InvalidRequestError(
+            f"input '{name}': this ONNX model takes UTF-8 text, the bytes are not UTF-8"
+        ) from None
+    return out
+
+
+def _to_bytes(arr: np.ndarray) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    out.reshape(-1)[:] = [x.encode() if isinstance(x, str) else x for x in arr.reshape(-1)]
+    return out
+
+
 class OnnxRuntime(Runtime):
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
         self._inputs = [_spec(a) for a in session.get_inputs()]
         self._outputs = [_spec(a) for a in session.get_outputs()]
+        # ONNX Runtime's string tensors are UTF-8 text (Python str), ours are bytes
+        self._text_inputs = {t.name for t in self._inputs if t.datatype == "BYTES"}
+        self._text_outputs = {t.name for t in self._outputs if t.datatype == "BYTES"}
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -72,8 +95,12 @@ class OnnxRuntime(Runtime):
         return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        results = self._session.run(outputs, inputs)
-        return dict(zip(outputs, results, strict=True))
+        if self._text_inputs:
+            inputs = {k: _to_text(k, v) if k in self._text_inputs else v for k, v in inputs.items()}
+        results = dict(zip(outputs, self._session.run(outputs, inputs), strict=True))
+        for name in self._text_outputs.intersection(results):
+            results[name] = _to_bytes(results[name])
+        return results
 
     def close(self) -> None:
         del self._session

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +22,7 @@ from conveyor.protocol import v2_grpc
 
 log = logging.getLogger("conveyor.grpc")
 
+T = TypeVar("T")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
@@ -55,8 +56,14 @@ def _parse(message: Any, value: dict[str, Any]) -> Any:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, home: asyncio.AbstractEventLoop) -> None:
         self.dataplane = dataplane
+        self.home = home  # the data plane's loop; gRPC may run on another one
+
+    async def _on_home(self, coro: Coroutine[Any, Any, T]) -> T:
+        if asyncio.get_running_loop() is self.home:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.home))
 
     @_rpc
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
@@ -97,7 +104,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
-        response = await self.dataplane.infer(v2_grpc.decode_request(request))
+        response = await self._on_home(self.dataplane.infer(v2_grpc.decode_request(request)))
         return v2_grpc.encode_response(response)
 
     async def ModelStreamInfer(
@@ -110,7 +117,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
         async def serve(msg: pb.ModelInferRequest) -> None:
             try:
-                response = await self.dataplane.infer(v2_grpc.decode_request(msg))
+                response = await self._on_home(self.dataplane.infer(v2_grpc.decode_request(msg)))
                 out = pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
             except ConveyorError as exc:
                 out = pb.ModelStreamInferResponse(error_message=exc.message)
@@ -156,14 +163,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             for k, v in request.parameters.items()
         }
         config = params.get("config")
-        await self.dataplane.load_model(request.model_name, config if config else None)
+        await self._on_home(self.dataplane.load_model(request.model_name, config or None))
         return pb.RepositoryModelLoadResponse()
 
     @_rpc
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> Any:
-        await self.dataplane.unload_model(request.model_name)
+        await self._on_home(self.dataplane.unload_model(request.model_name))
         return pb.RepositoryModelUnloadResponse()
 
     @_rpc

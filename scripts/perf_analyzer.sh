@@ -15,7 +15,8 @@ if [ ! -x "$DIR/venv/bin/perf_analyzer" ] || [ ! -d "$DIR/libb64" ]; then
     [ -x "$DIR/venv/bin/python" ] || "$PYTHON" -m venv "$DIR/venv"
     "$DIR/venv/bin/pip" install -q --disable-pip-version-check \
       "tritonclient[all]==2.51.0" nvidia-cuda-runtime-cu12
-    (cd "$DIR" && rm -f libb64-0d_*.deb && apt-get download libb64-0d \
+    (cd "$DIR" && rm -f libb64-0d_*.deb \
+      && { apt-get download libb64-0d || { apt-get update -qq && apt-get download libb64-0d; }; } \
       && dpkg -x libb64-0d_*.deb libb64)
   } >"$DIR/setup.log" 2>&1 || { echo "perf_analyzer set-up failed: see $DIR/setup.log" >&2; exit 3; }
 fi

@@ -88,6 +88,12 @@ def test_typed_contents_are_accepted(server: ServerProcess) -> None:
         ("unknown model", grpc.StatusCode.NOT_FOUND, "unknown model 'ghost'"),
         ("unknown version", grpc.StatusCode.NOT_FOUND, "unknown version '9'"),
         ("raw count", grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents has 1 entries"),
+        ("negative dim", grpc.StatusCode.INVALID_ARGUMENT, "has a negative dim"),
+        ("bad datatype", grpc.StatusCode.INVALID_ARGUMENT, "unknown datatype 'FLOAT'"),
+        ("typed count", grpc.StatusCode.INVALID_ARGUMENT, "int_contents has 3"),
+        ("no data", grpc.StatusCode.INVALID_ARGUMENT, "has no data"),
+        ("duplicate", grpc.StatusCode.INVALID_ARGUMENT, "appears twice"),
+        ("priority", grpc.StatusCode.INVALID_ARGUMENT, "parameter 'priority'"),
     ],
 )
 def test_errors_have_status_codes(
@@ -110,6 +116,19 @@ def test_errors_have_status_codes(
         req.model_version = "9"
     elif inputs == "raw count":
         del req.raw_input_contents[1]
+    elif inputs == "negative dim":
+        req.inputs[0].shape[1] = -16
+    elif inputs == "bad datatype":
+        req.inputs[0].datatype = "FLOAT"
+    elif inputs in ("typed count", "no data"):
+        del req.raw_input_contents[:]
+        if inputs == "typed count":
+            for t in req.inputs:
+                t.contents.int_contents.extend([1, 2, 3])
+    elif inputs == "duplicate":
+        req.inputs[1].name = "INPUT0"
+    elif inputs == "priority":
+        req.parameters["priority"].string_param = "high"
     with grpc.insecure_channel(server.grpc_url) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:

@@ -55,7 +55,7 @@ backend: "python"
 max_batch_size: 64
 input [ { name: "x", data_type: TYPE_FP32, dims: [ 256 ] } ]
 output [ { name: "y", data_type: TYPE_FP32, dims: [ 256 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 5000 }
+dynamic_batching { max_queue_delay_microseconds: %(delay)d }
 instance_group [ { count: 1, kind: KIND_CPU } ]
 """
 
@@ -67,7 +67,7 @@ def _venv() -> Path:
     return venv
 
 
-def start_triton(linear_onnx: Path) -> Process:
+def start_triton(linear_onnx: Path, delay_us: int = 5000) -> Process:
     venv = _venv()
     site = next((venv / "lib").glob("python3*/site-packages"))
     pkg = site / "pytriton" / "tritonserver"
@@ -82,7 +82,7 @@ def start_triton(linear_onnx: Path) -> Process:
     repo = CACHE / "triton-repo"
     shutil.rmtree(repo, ignore_errors=True)
     (repo / "linear" / "1").mkdir(parents=True)
-    (repo / "linear" / "config.pbtxt").write_text(CONFIG)
+    (repo / "linear" / "config.pbtxt").write_text(CONFIG % {"delay": delay_us})
     (repo / "linear" / "1" / "model.py").write_text(MODEL_PY)
     w = numpy_helper.to_array(onnx.load(str(linear_onnx)).graph.initializer[0])
     np.save(repo / "linear" / "1" / "W.npy", w)

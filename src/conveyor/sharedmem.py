@@ -18,6 +18,9 @@ from typing import Any
 from conveyor.errors import InvalidRequestError
 
 SHM_ROOT = Path("/dev/shm")
+CUDA_SHM_UNSUPPORTED = (
+    "CUDA shared memory is not supported by this server; use system shared memory"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,37 +30,36 @@ def perf_analyzer() -> Path:
     return SCRIPT
 
 
+@pytest.mark.parametrize("shm", [False, True], ids=["tensors", "shared-memory"])
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_perf_analyzer_with_server_side_columns(
-    perf_analyzer: Path, server: ServerProcess, protocol: str, tmp_path: Path
+    perf_analyzer: Path, server: ServerProcess, protocol: str, shm: bool, tmp_path: Path
 ) -> None:
     url = server.url if protocol == "http" else server.grpc_url
     csv_path = tmp_path / "pa.csv"
-    out = subprocess.run(
-        [
-            str(perf_analyzer),
-            "-m",
-            "simple",
-            "-i",
-            protocol,
-            "-u",
-            url,
-            "--concurrency-range",
-            "1:4:3",
-            "-p",
-            "500",
-            "--max-trials",
-            "3",
-            "--stability-percentage",
-            "999",
-            "-f",
-            str(csv_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    args = [
+        "-m",
+        "simple",
+        "-i",
+        protocol,
+        "-u",
+        url,
+        "--concurrency-range",
+        "1:4:3",
+        "-p",
+        "500",
+        "--max-trials",
+        "3",
+        "--stability-percentage",
+        "999",
+        "-f",
+        str(csv_path),
+    ]
+    if shm:  # inputs and outputs through system shared memory regions it registers
+        args += ["--shared-memory", "system", "--output-shared-memory-size", "64"]
+    out = subprocess.run([str(perf_analyzer), *args], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "Unable to unregister" not in out.stdout + out.stderr
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
     assert [r["Concurrency"] for r in rows] == ["1", "4"]

@@ -15,10 +15,11 @@ import grpc
 from google.protobuf import json_format
 
 from conveyor.dataplane import DataPlane
-from conveyor.errors import GRPC_CODES, ConveyorError
+from conveyor.errors import GRPC_CODES, ConveyorError, InvalidRequestError
 from conveyor.grpc import inference_pb2 as pb
 from conveyor.grpc import inference_pb2_grpc as pb_grpc
 from conveyor.protocol import v2_grpc
+from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
 
 log = logging.getLogger("conveyor.grpc")
 
@@ -193,3 +194,21 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     ) -> Any:
         self.dataplane.shm.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
+
+    @_rpc
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: Any
+    ) -> Any:
+        return pb.CudaSharedMemoryStatusResponse()
+
+    @_rpc
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: Any
+    ) -> Any:
+        raise InvalidRequestError(CUDA_SHM_UNSUPPORTED)
+
+    @_rpc
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: Any
+    ) -> Any:
+        return pb.CudaSharedMemoryUnregisterResponse()

@@ -12,6 +12,7 @@ encode. No logic beyond that.
 - POST /v2/repository/models/{m}/load | unload : explicit model control
 - POST /v2/systemsharedmemory/region/{r}/register, [region/{r}/]unregister
 - GET  /v2/systemsharedmemory[/region/{r}]/status
+- /v2/cudasharedmemory/...: not supported (empty status, no-op unregister, register fails)
 - /v1/models/... : TensorFlow Serving's REST API (http/tfserving.py)
 """
 
@@ -34,6 +35,7 @@ from conveyor.errors import (
 from conveyor.http.server import HttpRequest, HttpResponse, error_response
 from conveyor.http.tfserving import TfServingApp
 from conveyor.protocol import v2
+from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
 
 log = logging.getLogger("conveyor.http")
 
@@ -102,6 +104,8 @@ class RestApp:
             return await self._repository(request, parts[3:])
         if section == "systemsharedmemory":
             return self._shared_memory(request, parts[3:])
+        if section == "cudasharedmemory":
+            return self._cuda_shared_memory(request, parts[3:])
         raise NotFoundError(f"no route for {request.path}")
 
     async def _repository(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
@@ -123,6 +127,19 @@ class RestApp:
                     config = orjson.dumps(config).decode()
                 await self.dataplane.load_model(name, config)
             return _OK_EMPTY
+        raise NotFoundError(f"no route for {request.path}")
+
+    def _cuda_shared_memory(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
+        """Not supported: no region to list or unregister; registering fails."""
+        action = rest[-1] if rest else ""
+        if action == "status":
+            _method(request, "GET")
+            return _json([])
+        if action == "unregister":
+            _method(request, "POST")
+            return _OK_EMPTY
+        if action == "register":
+            raise InvalidRequestError(CUDA_SHM_UNSUPPORTED)
         raise NotFoundError(f"no route for {request.path}")
 
     def _shared_memory(self, request: HttpRequest, rest: list[str]) -> HttpResponse:

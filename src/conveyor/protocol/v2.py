@@ -200,13 +200,9 @@ def encode_response(
             "shape": list(arr.shape),
         }
         if name in response.in_shm:
-            ref = response.in_shm[name]
-            entry["parameters"] = {
-                "shared_memory_region": ref.region,
-                "shared_memory_byte_size": ref.byte_size,
-            }
-            if ref.offset:
-                entry["parameters"]["shared_memory_offset"] = ref.offset
+            # Written to shared memory: neither data nor parameters, as Triton answers
+            # (Triton's C++ client reads `binary_data_size` from any `parameters`).
+            pass
         elif binary if binary is not None else request.binary_output:
             blob = to_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(memoryview(blob))}

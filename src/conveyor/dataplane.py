@@ -46,6 +46,7 @@ class DataPlane:
         self.shm = SharedMemoryRegistry()
         self.model_control_mode = "none"
         self.drain_timeout_s = 30.0
+        self._control = asyncio.Lock()  # one load/unload at a time
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -104,13 +105,16 @@ class DataPlane:
                 override = orjson.loads(config_json)
             except orjson.JSONDecodeError as exc:
                 raise InvalidRequestError(f"the 'config' parameter is not JSON: {exc}") from None
-        old = await asyncio.to_thread(self.repository.reload, name, override)
+        async with self._control:
+            old = await asyncio.to_thread(self.repository.reload, name, override)
         if old is not None:
             await self._retire(old)
 
     async def unload_model(self, name: str) -> None:
         self._check_explicit()
-        await self._retire(self.repository.unload(name))
+        async with self._control:
+            old = self.repository.unload(name)
+        await self._retire(old)
 
     async def _retire(self, entry: ModelEntry) -> None:
         """Let an entry that no longer receives requests finish them, then release it."""

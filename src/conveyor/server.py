@@ -34,6 +34,7 @@ class ServerOptions:
     http_port: int = 8000
     grpc_port: int = 8001
     allow_grpc: bool = True
+    grpc_own_loop: bool = True  # see grpc/server.py: fairness under mixed load
     model_control_mode: str = "none"  # none | explicit
     load_models: tuple[str, ...] = ()
     exit_timeout_secs: float = 30.0
@@ -57,7 +58,13 @@ class Server:
             RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
         )
         self.grpc = (
-            GrpcServer(self.dataplane, options.host, options.grpc_port, options.max_request_bytes)
+            GrpcServer(
+                self.dataplane,
+                options.host,
+                options.grpc_port,
+                options.max_request_bytes,
+                same_loop=not options.grpc_own_loop,
+            )
             if options.allow_grpc
             else None
         )

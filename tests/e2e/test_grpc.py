@@ -206,3 +206,26 @@ def test_callback_async_infer(client: grpcclient.InferenceServerClient) -> None:
     result, error = done.get(timeout=10)
     assert error is None
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a * 2)  # type: ignore[attr-defined]
+
+
+def test_grpc_on_the_shared_loop(demo_repo: object, tmp_path: object) -> None:
+    from pathlib import Path
+
+    proc = ServerProcess(
+        Path(str(demo_repo)),
+        "--grpc-event-loop",
+        "shared",
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "simple",
+        log_dir=Path(str(tmp_path)),
+    ).start()
+    try:
+        client = grpcclient.InferenceServerClient(proc.grpc_url)
+        a = np.ones((1, 16), np.int32)
+        out = client.infer("simple", simple_inputs(a, a)).as_numpy("OUTPUT0")
+        np.testing.assert_array_equal(out, a * 2)
+        assert client.is_server_ready()
+    finally:
+        assert proc.stop() == 0

@@ -5,7 +5,7 @@ user would try on this machine (2 sessions x 1 thread in 2 threads; 1 session x 
 threads) at batch sizes 1, 4, 8; the best images/s is the reference.
 Served: `conveyor serve` with the demo config (2 instances, 1 thread each, dynamic
 batching up to 8, preferred 4/8), binary tensors (1x3x224x224 FP32 per request), wrk at
-8 and 16 connections.
+8 connections. Rounds alternate between in-process and served.
 
 Target (issue #2): served / in-process best >= 0.90.
 
@@ -22,7 +22,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from _harness import conveyor_server, demo_repo, wrk
+from _harness import conveyor_server, demo_repo, median, wrk
 
 
 def in_process(model: str, sessions: int, threads: int, batch: int, seconds: float) -> float:
@@ -56,19 +56,21 @@ def in_process(model: str, sessions: int, threads: int, batch: int, seconds: flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     repo = demo_repo()
     model = str(repo / "resnet" / "1" / "model.onnx")
 
-    print("in-process ONNX Runtime (images/s):")
-    best, best_cfg = 0.0, ""
-    for sessions, threads in ((2, 1), (1, 2)):
-        for batch in (1, 4, 8):
-            rate = in_process(model, sessions, threads, batch, args.seconds)
-            cfg = f"{sessions} session(s) x {threads} thread(s), batch {batch}"
-            print(f"  {cfg:<40} {rate:8.1f}")
-            if rate > best:
-                best, best_cfg = rate, cfg
+    print("in-process ONNX Runtime, choosing the best configuration (images/s):")
+    configs = [(s, t, b) for s, t in ((2, 1), (1, 2)) for b in (1, 4, 8)]
+    scores = {}
+    for sessions, threads, batch in configs:
+        scores[(sessions, threads, batch)] = in_process(model, sessions, threads, batch, 4)
+        print(
+            f"  {sessions} session(s) x {threads} thread(s), batch {batch}: "
+            f"{scores[(sessions, threads, batch)]:8.1f}"
+        )
+    best_cfg = max(scores, key=lambda k: scores[k])
 
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     header = json.dumps(
@@ -88,23 +90,30 @@ def main() -> None:
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
     }
-    server = conveyor_server(repo, "--model-control-mode", "explicit", "--load-model", "resnet")
-    try:
-        url = f"http://{server.url}/v2/models/resnet/infer"
-        wrk(url, header + x.tobytes(), headers, 8, 3)  # warm-up
-        print("served (conveyor serve, binary tensors, wrk):")
-        served = 0.0
-        for clients in (8, 16):
-            r = wrk(url, header + x.tobytes(), headers, clients, args.seconds)
+    body = header + x.tobytes()
+    # Rounds alternate between the two, so drift on this shared machine hits both alike.
+    local, served = [], []
+    for _ in range(args.rounds):
+        local.append(in_process(model, *best_cfg, args.seconds))
+        server = conveyor_server(repo, "--model-control-mode", "explicit", "--load-model", "resnet")
+        try:
+            url = f"http://{server.url}/v2/models/resnet/infer"
+            wrk(url, body, headers, 8, 2)  # warm-up
+            r = wrk(url, body, headers, 8, args.seconds)
+            served.append(r.rps)
             print(
-                f"  {clients:>2} clients: {r.rps:8.1f} images/s  p50 {r.p50_ms:.1f} ms  "
-                f"p99 {r.p99_ms:.1f} ms  errors {r.errors}"
+                f"  round: in-process {local[-1]:.1f}, served {r.rps:.1f} images/s "
+                f"(8 clients, p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms, "
+                f"errors {r.errors})"
             )
-            served = max(served, r.rps)
-    finally:
-        server.stop()
-    print(f"\nin-process best: {best:.1f} images/s ({best_cfg})")
-    print(f"served / in-process best = {served / best:.3f}   (target >= 0.90)")
+        finally:
+            server.stop()
+    s, t, b = best_cfg
+    print(f"\nin-process best configuration: {s} session(s) x {t} thread(s), batch {b}")
+    print(
+        f"served / in-process (medians of {args.rounds} alternating rounds) = "
+        f"{median(served) / median(local):.3f}   (target >= 0.90)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
         "load",
     )
     s.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8002,
+        help="Prometheus /metrics port (default 8002; 0 picks a free port)",
+    )
+    s.add_argument(
+        "--allow-metrics",
+        type=_bool,
+        default=True,
+        metavar="true|false",
+        help="serve /metrics and keep its latency histograms (default true)",
+    )
+    s.add_argument(
         "--model-control-mode",
         choices=["none", "explicit"],
         default="none",
@@ -140,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=args.grpc_port,
         allow_grpc=args.allow_grpc,
         grpc_own_loop=args.grpc_event_loop == "own",
+        metrics_port=args.metrics_port,
+        allow_metrics=args.allow_metrics,
         model_control_mode=args.model_control_mode,
         load_models=tuple(args.load_model),
         exit_timeout_secs=args.exit_timeout_secs,

@@ -17,7 +17,12 @@ import orjson
 
 from conveyor import __version__
 from conveyor.datatypes import numpy_dtype, v2_datatype
-from conveyor.errors import InvalidRequestError
+from conveyor.errors import (
+    ConveyorError,
+    InvalidRequestError,
+    QueueFullError,
+    RequestTimeoutError,
+)
 from conveyor.protocol.tensors import from_bytes, to_bytes
 from conveyor.repository.config import ModelConfig, to_triton_json
 from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
@@ -150,8 +155,10 @@ class DataPlane:
         start = time.perf_counter_ns()
         try:
             response = await self._infer(mv, request)
-        except BaseException:
-            mv.scheduler.stats.record_request(False, time.perf_counter_ns() - start)
+        except BaseException as exc:
+            mv.scheduler.stats.record_request(
+                False, time.perf_counter_ns() - start, failure_reason(exc)
+            )
             raise
         mv.scheduler.stats.record_request(True, time.perf_counter_ns() - start)
         return response
@@ -193,6 +200,19 @@ class DataPlane:
                 )
             names.append(out.name)
         return names
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The `reason` label of a failed request."""
+    if isinstance(exc, QueueFullError):
+        return "rejected"
+    if isinstance(exc, RequestTimeoutError):
+        return "timeout"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, ConveyorError) and 400 <= exc.status < 500:
+        return "bad_request"
+    return "internal"
 
 
 def _int_param(params: dict[str, Any], name: str) -> int:

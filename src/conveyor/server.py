@@ -11,7 +11,8 @@ from pathlib import Path
 from conveyor.dataplane import DataPlane
 from conveyor.grpc.server import GrpcServer
 from conveyor.http.rest import RestApp
-from conveyor.http.server import HttpServer
+from conveyor.http.server import HttpRequest, HttpResponse, HttpServer, error_response
+from conveyor.metrics.prometheus import GpuMonitor, render
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE
 from conveyor.repository.manager import ModelRepository
 from conveyor.runtimes.base import Backend
@@ -35,6 +36,8 @@ class ServerOptions:
     grpc_port: int = 8001
     allow_grpc: bool = True
     grpc_own_loop: bool = True  # see grpc/server.py: fairness under mixed load
+    metrics_port: int = 8002
+    allow_metrics: bool = True
     model_control_mode: str = "none"  # none | explicit
     load_models: tuple[str, ...] = ()
     exit_timeout_secs: float = 30.0
@@ -50,12 +53,19 @@ class Server:
             options.repository,
             options.backends if options.backends is not None else default_backends(),
             options.default_max_batch_size,
+            histograms=options.allow_metrics,
         )
         self.dataplane = DataPlane(self.repository)
         self.dataplane.model_control_mode = options.model_control_mode
         self.dataplane.drain_timeout_s = options.exit_timeout_secs
         self.http = HttpServer(
             RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
+        )
+        self.gpus = GpuMonitor()
+        self.metrics = (
+            HttpServer(self._metrics_app, options.host, options.metrics_port, 1 << 16)
+            if options.allow_metrics
+            else None
         )
         self.grpc = (
             GrpcServer(
@@ -68,6 +78,14 @@ class Server:
             if options.allow_grpc
             else None
         )
+
+    async def _metrics_app(self, request: HttpRequest) -> HttpResponse:
+        if request.path.rstrip("/") != "/metrics":
+            return error_response(404, f"no route for {request.path} (try /metrics)")
+        if request.method != "GET":
+            return error_response(405, "use GET")
+        body = render(self.dataplane, self.gpus)
+        return HttpResponse(200, [body], "text/plain; version=0.0.4; charset=utf-8")
 
     def _models_to_load(self) -> list[str] | None:
         if self.options.model_control_mode == "explicit":
@@ -82,6 +100,12 @@ class Server:
         if self.grpc is not None:
             await self.grpc.start()
             log.info("gRPC (KServe V2) listening on %s:%d", self.options.host, self.grpc.port)
+        if self.metrics is not None:
+            self.gpus.start()
+            await self.metrics.start()
+            log.info(
+                "metrics (Prometheus) listening on %s:%d", self.options.host, self.metrics.port
+            )
         names = self._models_to_load()
         if names == []:
             log.info("explicit model control with no --load-model: no model loaded")
@@ -103,10 +127,12 @@ class Server:
         )
         self.dataplane.ready = False
         timeout = self.options.exit_timeout_secs
+        stopping = [self.http.shutdown(timeout)]
         if self.grpc is not None:
-            await asyncio.gather(self.http.shutdown(timeout), self.grpc.stop(timeout))
-        else:
-            await self.http.shutdown(timeout)
+            stopping.append(self.grpc.stop(timeout))
+        await asyncio.gather(*stopping)
+        if self.metrics is not None:
+            await self.metrics.shutdown(1.0)
         await self.repository.drain(1.0)
         self.repository.close()
         log.info("stopped")

@@ -20,6 +20,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.grpc_port = 0
+        self.metrics_port = 0
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         cmd = [
@@ -33,6 +34,8 @@ class ServerProcess:
             "--http-port",
             "0",
             "--grpc-port",
+            "0",
+            "--metrics-port",
             "0",
             *self.args,
         ]
@@ -48,6 +51,8 @@ class ServerProcess:
                 self.port = int(match.group(1))
                 grpc_match = re.search(r"gRPC .* listening on 127\.0\.0\.1:(\d+)", log)
                 self.grpc_port = int(grpc_match.group(1)) if grpc_match else 0
+                metrics = re.search(r"metrics .* listening on 127\.0\.0\.1:(\d+)", log)
+                self.metrics_port = int(metrics.group(1)) if metrics else 0
                 return self
             time.sleep(0.05)
         self.stop()

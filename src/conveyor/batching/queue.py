@@ -78,6 +78,10 @@ class BatchQueue:
     def __len__(self) -> int:
         return sum(self._counts)
 
+    def pending(self) -> list[int]:
+        """Requests waiting, per priority level (index 0 = priority 1)."""
+        return list(self._counts)
+
     def level_for(self, priority: int) -> int:
         """Map a request's priority (1 = highest, 0 = default) to a level index."""
         if priority == 0 or self.levels == 1:

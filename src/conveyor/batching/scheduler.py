@@ -90,6 +90,7 @@ class Scheduler:
         version: int,
         runtimes: list[Runtime],
         clock: Callable[[], int] = time.perf_counter_ns,
+        histograms: bool = True,
     ) -> None:
         self.config = config
         self.label = f"{config.name}:{version}"
@@ -103,7 +104,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
-        self.stats = ModelStats()
+        self.stats = ModelStats(histograms=histograms)
         self.in_flight = 0  # batches executing on worker threads
         self.closed = False
         self._pump_scheduled = False
@@ -114,6 +115,10 @@ class Scheduler:
         self._ordered: deque[QueuedRequest] | None = (
             deque() if db is not None and db.preserve_ordering else None
         )
+
+    @property
+    def instance_count(self) -> int:
+        return len(self._workers)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -269,8 +274,7 @@ class Scheduler:
     def _record(self, batch: list[QueuedRequest], result: BatchResult) -> None:
         self.stats.record_batch(
             rows=sum(item.rows for item in batch),
-            requests=len(batch),
-            queue_ns=sum(item.dispatch_ns - item.enqueue_ns for item in batch),
+            queue_ns=[item.dispatch_ns - item.enqueue_ns for item in batch],
             input_ns=result.input_ns,
             infer_ns=result.infer_ns,
             output_ns=result.output_ns,

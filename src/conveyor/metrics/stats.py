@@ -1,5 +1,6 @@
-"""Cumulative per-model-version statistics, in the shape of Triton's statistics extension
-(what `perf_analyzer` reads for its server-side breakdown).
+"""Cumulative per-model-version statistics: Triton's statistics extension (what
+`perf_analyzer` reads for its server-side breakdown) and, fed by the same calls, the
+histograms and failure reasons that /metrics exports.
 
 Everything is updated on the event loop thread, so no locks. Each request of a batch is
 charged the whole batch's compute durations, as Triton does; `batch_stats` counts
@@ -11,6 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from conveyor.metrics.histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
+
+FAILURE_REASONS = ("rejected", "timeout", "bad_request", "internal", "cancelled")
+
+
+def _latency() -> Histogram:
+    return Histogram(LATENCY_BUCKETS)
 
 
 @dataclass(slots=True)
@@ -45,22 +54,29 @@ class ModelStats:
     execution_count: int = 0  # batches run
     last_inference_ms: int = 0
     batches: dict[int, BatchStats] = field(default_factory=dict)
+    histograms: bool = True  # off with --allow-metrics false
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
+    request_seconds: Histogram = field(default_factory=_latency)
+    queue_seconds: Histogram = field(default_factory=_latency)
+    compute_input_seconds: Histogram = field(default_factory=_latency)
+    compute_infer_seconds: Histogram = field(default_factory=_latency)
+    compute_output_seconds: Histogram = field(default_factory=_latency)
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
 
-    def record_request(self, ok: bool, duration_ns: int) -> None:
+    def record_request(self, ok: bool, duration_ns: int, reason: str = "") -> None:
         (self.success if ok else self.fail).add(duration_ns)
+        if not ok:
+            self.failures[reason or "internal"] += 1
+        if self.histograms:
+            self.request_seconds.observe(duration_ns / 1e9)
 
     def record_batch(
-        self,
-        rows: int,
-        requests: int,
-        queue_ns: int,
-        input_ns: int,
-        infer_ns: int,
-        output_ns: int,
+        self, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int
     ) -> None:
-        """One execution of `requests` requests holding `rows` rows in all; `queue_ns` is
-        the summed queueing time of those requests."""
-        self.queue.ns += queue_ns
+        """One execution of len(queue_ns) requests holding `rows` rows in all; `queue_ns`
+        is each request's time in the queue."""
+        requests = len(queue_ns)
+        self.queue.ns += sum(queue_ns)
         self.queue.count += requests
         self.compute_input.add(input_ns * requests, requests)
         self.compute_infer.add(infer_ns * requests, requests)
@@ -74,6 +90,13 @@ class ModelStats:
         b.compute_input.add(input_ns)
         b.compute_infer.add(infer_ns)
         b.compute_output.add(output_ns)
+        if self.histograms:
+            for q in queue_ns:
+                self.queue_seconds.observe(q / 1e9)
+            self.compute_input_seconds.observe(input_ns / 1e9, requests)
+            self.compute_infer_seconds.observe(infer_ns / 1e9, requests)
+            self.compute_output_seconds.observe(output_ns / 1e9, requests)
+            self.batch_size.observe(rows)
 
     def to_triton(self, name: str, version: str) -> dict[str, Any]:
         return {

@@ -57,10 +57,12 @@ class ModelRepository:
         root: Path,
         backends: dict[str, Backend],
         default_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        histograms: bool = True,
     ) -> None:
         self.root = root
         self.backends = backends
         self.default_max_batch_size = default_max_batch_size
+        self.histograms = histograms  # latency histograms for /metrics
         self.models: dict[str, ModelEntry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,7 +133,7 @@ class ModelRepository:
             for rt in runtimes:
                 rt.close()
             raise ConfigError(f"version {version}: cannot load {path}: {exc}") from None
-        scheduler = Scheduler(config, version, runtimes)
+        scheduler = Scheduler(config, version, runtimes, histograms=self.histograms)
         if self._loop is not None:
             scheduler.start(self._loop)
         return ModelVersion(config.name, version, config, scheduler, time.perf_counter() - start)

@@ -24,7 +24,13 @@ from conveyor.errors import (
     RequestTimeoutError,
 )
 from conveyor.protocol.tensors import from_bytes, to_bytes
-from conveyor.repository.config import ModelConfig, to_triton_json
+from conveyor.repository.config import (
+    ConfigError,
+    ModelConfig,
+    parse_labels,
+    parse_split,
+    to_triton_json,
+)
 from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
 from conveyor.sharedmem import SharedMemoryRegistry
 from conveyor.types import InferRequest, InferResponse
@@ -100,6 +106,19 @@ class DataPlane:
             mv.scheduler.stats.to_triton(mv.name, mv.version_str)
             for mv in sorted(versions, key=lambda m: (m.name, m.version))
         ]
+
+    def resolve_version(self, name: str, version: str = "") -> str:
+        """The version a version string (number, label or empty) routes to now."""
+        return self.repository.get(name, version).version_str
+
+    def set_routing(self, name: str, labels: Any, split: Any) -> None:
+        """Repository API: set version labels and/or the traffic split of a loaded model."""
+        try:
+            parsed_labels = None if labels is None else parse_labels(labels)
+            parsed_split = None if split is None else parse_split(split)
+        except ConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        self.repository.set_routing(name, parsed_labels, parsed_split)
 
     async def load_model(self, name: str, config_json: str | None = None) -> None:
         """Repository API: load or reload a model (explicit model control only)."""

@@ -110,7 +110,12 @@ def test_b64_strings(tfs: ServerProcess) -> None:
         ("/v1/models/simple:predict", {"instances": [[1] * 16]}, 400, "must be an object"),
         ("/v1/models/simple:predict", {"instances": [{"INPUT9": [1]}]}, 400, "unknown input"),
         ("/v1/models/ghost:predict", {"instances": [1]}, 404, "unknown model 'ghost'"),
-        ("/v1/models/mlp/labels/stable:predict", {"instances": [1]}, 404, "no label 'stable'"),
+        (
+            "/v1/models/mlp/labels/stable:predict",
+            {"instances": [1]},
+            404,
+            "no version label 'stable'",
+        ),
         ("/v1/models/mlp:classify", {"instances": [1]}, 404, "only :predict"),
         ("/v1/models/echo:predict", {"instances": [[{"b64": "%%%"}]]}, 400, "invalid base64"),
     ],

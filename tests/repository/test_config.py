@@ -104,6 +104,10 @@ def test_pbtxt_and_yaml_give_the_same_config() -> None:
         ({"instance_group": [{"kind": "KIND_TPU"}]}, "KIND_TPU"),
         ({"version_policy": {"latest": {"num_versions": 0}}}, "num_versions"),
         ({"max_batch_size": "many"}, "must be an integer"),
+        ({"version_labels": {"7": 1}}, "non-numeric"),
+        ({"traffic_split": {1: -1}}, ">= 0"),
+        ({"traffic_split": {1: 0, 2: 0}}, "add up to 0"),
+        ({"traffic_split": {1: "lots"}}, "not a number"),
         (
             {
                 "max_batch_size": 4,

@@ -120,3 +120,21 @@ def test_load_only_named_models(tmp_path: Path) -> None:
     assert set(repo.models) == {"a", "ghost"}
     assert repo.models["ghost"].reason == "no such model in the repository"
     repo.close()
+
+
+def test_labels_must_name_loaded_versions(tmp_path: Path) -> None:
+    write_model(tmp_path, "m", "backend: fake\nversion_labels: {stable: 1}", versions=(1, 2))
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load()
+    assert "version label 'stable' names version 1, which is not loaded" in repo.models["m"].reason
+    repo.close()
+
+
+def test_traffic_split_routes_unversioned_requests(tmp_path: Path) -> None:
+    config = "backend: fake\nversion_policy: {all: {}}\ntraffic_split: {1: 0, 2: 1}"
+    write_model(tmp_path, "m", config, versions=(1, 2, 3))
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load()
+    assert {repo.get("m").version for _ in range(50)} == {2}
+    assert repo.get("m", "3").version == 3
+    repo.close()

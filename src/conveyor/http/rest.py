@@ -116,6 +116,13 @@ class RestApp:
             if body.get("ready"):
                 rows = [r for r in rows if r["state"] == "READY"]
             return _json(rows)
+        if len(rest) == 3 and rest[0] == "models" and rest[2] == "routing":
+            _method(request, "POST")
+            body = _body(request)
+            self.dataplane.set_routing(
+                unquote(rest[1]), body.get("version_labels"), body.get("traffic_split")
+            )
+            return _OK_EMPTY
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             _method(request, "POST")
             name = unquote(rest[1])

@@ -37,7 +37,7 @@ class TfServingApp:
         if len(rest) >= 2 and rest[0] == "versions":
             version, rest = rest[1], rest[2:]
         elif len(rest) >= 2 and rest[0] == "labels":
-            raise NotFoundError(f"model '{name}' has no label '{rest[1]}'")
+            version, rest = rest[1], rest[2:]  # the repository resolves label names
         if action:
             if action != "predict" or rest:
                 raise NotFoundError(f"unsupported method ':{action}' (only :predict)")
@@ -54,7 +54,7 @@ class TfServingApp:
 
     def _status(self, name: str, version: str) -> dict[str, Any]:
         meta = self.dataplane.model_metadata(name, version)
-        versions = [version] if version else meta["versions"]
+        versions = [self.dataplane.resolve_version(name, version)] if version else meta["versions"]
         return {
             "model_version_status": [
                 {
@@ -86,7 +86,7 @@ class TfServingApp:
             "model_spec": {
                 "name": name,
                 "signature_name": "",
-                "version": version or meta["versions"][-1],
+                "version": self.dataplane.resolve_version(name, version),
             },
             "metadata": {
                 "signature_def": {

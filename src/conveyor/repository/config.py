@@ -75,6 +75,10 @@ class ModelConfig:
     default_model_filename: str = "model.onnx"
     graph_optimization_level: int = 0  # Triton's optimization.graph.level
     gpu_accelerators: list[str] = field(default_factory=list)  # e.g. ["tensorrt"]
+    # TF-Serving-style labels (name -> version) and a weighted split of unversioned
+    # traffic across versions (version -> weight), for canaries and A/B tests
+    version_labels: dict[str, int] = field(default_factory=dict)
+    traffic_split: dict[int, float] = field(default_factory=dict)
 
     @property
     def instance_count(self) -> int:
@@ -217,6 +221,31 @@ def _parameters(raw: Any) -> dict[str, str]:
     return out
 
 
+def parse_labels(raw: Any) -> dict[str, int]:
+    out = {}
+    for label, version in (_map_entries(raw) or {}).items():
+        label = str(label)
+        if not label or label.isdigit():
+            raise ConfigError(f"version label {label!r} must be a non-numeric name")
+        out[label] = _int(version, f"version label '{label}'")
+    return out
+
+
+def parse_split(raw: Any) -> dict[int, float]:
+    out = {}
+    for version, weight in (_map_entries(raw) or {}).items():
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise ConfigError(f"traffic_split weight {weight!r} is not a number") from None
+        if w < 0:
+            raise ConfigError("traffic_split weights must be >= 0")
+        out[_int(version, "traffic_split version")] = w
+    if out and not sum(out.values()):
+        raise ConfigError("traffic_split weights add up to 0")
+    return out
+
+
 def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
     """Build a ModelConfig from a YAML/JSON/pbtxt dictionary with Triton's field names."""
     if not isinstance(raw, dict):
@@ -263,6 +292,8 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
             (optimization.get("graph") or {}).get("level", 0), "optimization.graph.level"
         ),
         gpu_accelerators=[str(a.get("name", "")).lower() for a in _as_list(accelerators)],
+        version_labels=parse_labels(raw.get("version_labels")),
+        traffic_split=parse_split(raw.get("traffic_split")),
     )
     if "dynamic_batching" in raw:
         if max_batch_size == 0:
@@ -328,6 +359,10 @@ def to_triton_json(c: ModelConfig) -> dict[str, Any]:
         "parameters": {k: {"string_value": v} for k, v in c.parameters.items()},
         "optimization": {"graph": {"level": c.graph_optimization_level}},
     }
+    if c.version_labels:
+        out["version_labels"] = dict(c.version_labels)
+    if c.traffic_split:
+        out["traffic_split"] = {str(k): v for k, v in c.traffic_split.items()}
     if c.dynamic_batching is not None:
         db = c.dynamic_batching
         out["dynamic_batching"] = {

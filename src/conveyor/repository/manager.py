@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from conveyor.batching.scheduler import Scheduler
-from conveyor.errors import ModelLoadError, ModelNotFoundError, NotFoundError, UnavailableError
+from conveyor.errors import (
+    InvalidRequestError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotFoundError,
+    UnavailableError,
+)
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE, complete
 from conveyor.repository.config import ConfigError, ModelConfig, parse_config
 from conveyor.repository.layout import ModelSource, read_config, scan, select_versions
@@ -49,6 +56,31 @@ class ModelEntry:
 
     def default_version(self) -> ModelVersion | None:
         return self.versions[max(self.versions)] if self.versions else None
+
+    def route(self) -> ModelVersion | None:
+        """The version for a request that names none: drawn by `traffic_split` weights
+        among the loaded versions, else the highest."""
+        split = self.config.traffic_split if self.config else None
+        if split:
+            choices = [(self.versions[v], w) for v, w in split.items() if v in self.versions and w]
+            if choices:
+                return random.choices([c[0] for c in choices], [c[1] for c in choices])[0]
+        return self.default_version()
+
+
+def check_routing(labels: dict[str, int], split: dict[int, float], versions: list[int]) -> None:
+    """Labels and traffic weights may only name versions that are loaded."""
+    for label, v in labels.items():
+        if v not in versions:
+            raise ConfigError(
+                f"version label '{label}' names version {v}, which is not loaded "
+                f"(loaded: {versions}; see version_policy)"
+            )
+    for v in split:
+        if v not in versions:
+            raise ConfigError(
+                f"traffic_split names version {v}, which is not loaded (loaded: {versions})"
+            )
 
 
 class ModelRepository:
@@ -100,6 +132,7 @@ class ModelRepository:
             versions = select_versions(config.version_policy, source.versions)
             if not versions:
                 raise ConfigError(f"no version directory (e.g. {source.path / '1'}) found")
+            check_routing(config.version_labels, config.traffic_split, versions)
             for version in versions:
                 entry.versions[version] = self._load_version(
                     backend, config, source.path / str(version), version
@@ -157,6 +190,23 @@ class ModelRepository:
         self._publish(entry)
         return old
 
+    def set_routing(
+        self, name: str, labels: dict[str, int] | None, split: dict[int, float] | None
+    ) -> None:
+        """Change a model's version labels and/or traffic split, without reloading."""
+        entry = self.models.get(name)
+        if entry is None or entry.config is None:
+            raise ModelNotFoundError(f"unknown model '{name}'")
+        new_labels = entry.config.version_labels if labels is None else labels
+        new_split = entry.config.traffic_split if split is None else split
+        try:
+            check_routing(new_labels, new_split, sorted(entry.versions))
+        except ConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        # two reference swaps: a request sees the old or the new mapping, never half
+        entry.config.version_labels = dict(new_labels)
+        entry.config.traffic_split = dict(new_split)
+
     def unload(self, name: str) -> ModelEntry:
         """Stop routing to a model; returns its entry for the caller to drain and close."""
         old = self.models.get(name)
@@ -178,9 +228,17 @@ class ModelRepository:
         if entry.state != READY:
             raise UnavailableError(f"model '{name}' is not ready: {entry.reason}")
         if not version:
-            mv = entry.default_version()
+            mv = entry.route()
+        elif version.isdigit():
+            mv = entry.versions.get(int(version))
         else:
-            mv = entry.versions.get(int(version)) if version.isdigit() else None
+            labels = entry.config.version_labels if entry.config else {}
+            if version not in labels:
+                raise NotFoundError(
+                    f"model '{name}' has no version label '{version}'"
+                    + (f" (labels: {', '.join(sorted(labels))})" if labels else "")
+                )
+            mv = entry.versions.get(labels[version])
         if mv is None:
             raise NotFoundError(
                 f"unknown version '{version}' of model '{name}' "

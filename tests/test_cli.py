@@ -21,7 +21,7 @@ def test_flag_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "needs --model-control-mode explicit" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing")]) == 2
     with pytest.raises(SystemExit):
-        main(["serve", str(tmp_path), "--model-control-mode", "poll"])
+        main(["serve", str(tmp_path), "--model-control-mode", "magic"])
 
 
 @pytest.mark.parametrize(

@@ -79,10 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--model-control-mode",
-        choices=["none", "explicit"],
+        choices=["none", "explicit", "poll"],
         default="none",
         help="none: load every model at start; explicit: load only --load-model "
-        "models ('*' for all)",
+        "models ('*' for all), then load/unload through the repository API; poll: load "
+        "everything, then follow the repository's changes",
+    )
+    s.add_argument(
+        "--repository-poll-secs",
+        type=float,
+        default=15.0,
+        help="with --model-control-mode poll: seconds between scans (default 15)",
     )
     s.add_argument(
         "--load-model",
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         allow_metrics=args.allow_metrics,
         model_control_mode=args.model_control_mode,
+        repository_poll_secs=args.repository_poll_secs,
         load_models=tuple(args.load_model),
         exit_timeout_secs=args.exit_timeout_secs,
         max_request_bytes=args.max_request_bytes,

@@ -7,6 +7,7 @@ REST, gRPC and the in-process API all call this one object with decoded requests
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from conveyor.repository.config import (
 from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
 from conveyor.sharedmem import SharedMemoryRegistry
 from conveyor.types import InferRequest, InferResponse
+
+log = logging.getLogger("conveyor.dataplane")
 
 EXTENSIONS = [
     "binary_tensor_data",
@@ -132,6 +135,28 @@ class DataPlane:
         async with self._control:
             old = await asyncio.to_thread(self.repository.reload, name, override)
         if old is not None:
+            await self._retire(old)
+
+    async def sync_repository(self) -> None:
+        """Poll mode: load new or changed models, unload removed ones. Each reload is a
+        transaction: the new versions load beside the old ones, traffic switches at once,
+        the old ones finish their requests and are released; a failed load leaves the old
+        ones serving, with the reason in the index."""
+        changed, removed = await asyncio.to_thread(self.repository.poll)
+        for name in changed:
+            log.info("poll: (re)loading model %r", name)
+            try:
+                async with self._control:
+                    old = await asyncio.to_thread(self.repository.reload, name)
+            except ConveyorError as exc:
+                log.error("poll: %s", exc.message)
+                continue
+            if old is not None:
+                await self._retire(old)
+        for name in removed:
+            log.info("poll: model %r left the repository: unloading", name)
+            async with self._control:
+                old = self.repository.unload(name)
             await self._retire(old)
 
     async def unload_model(self, name: str) -> None:

@@ -38,7 +38,8 @@ class ServerOptions:
     grpc_own_loop: bool = True  # see grpc/server.py: fairness under mixed load
     metrics_port: int = 8002
     allow_metrics: bool = True
-    model_control_mode: str = "none"  # none | explicit
+    model_control_mode: str = "none"  # none | explicit | poll
+    repository_poll_secs: float = 15.0
     load_models: tuple[str, ...] = ()
     exit_timeout_secs: float = 30.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -62,6 +63,7 @@ class Server:
             RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
         )
         self.gpus = GpuMonitor()
+        self._poller: asyncio.Task[None] | None = None
         self.metrics = (
             HttpServer(self._metrics_app, options.host, options.metrics_port, 1 << 16)
             if options.allow_metrics
@@ -86,6 +88,14 @@ class Server:
             return error_response(405, "use GET")
         body = render(self.dataplane, self.gpus)
         return HttpResponse(200, [body], "text/plain; version=0.0.4; charset=utf-8")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.repository_poll_secs)
+            try:
+                await self.dataplane.sync_repository()
+            except Exception:  # a bad poll must not end polling
+                log.exception("repository poll failed")
 
     def _models_to_load(self) -> list[str] | None:
         if self.options.model_control_mode == "explicit":
@@ -115,6 +125,8 @@ class Server:
         self.dataplane.ready = True
         if self.grpc is not None:
             await self.grpc.set_serving(True)
+        if self.options.model_control_mode == "poll":
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
         for row in self.dataplane.repository_index():
             log.info("  %-24s %-4s %s %s", row["name"], row["version"], row["state"], row["reason"])
         log.info("server ready")
@@ -126,6 +138,8 @@ class Server:
             self.options.exit_timeout_secs,
         )
         self.dataplane.ready = False
+        if self._poller is not None:
+            self._poller.cancel()
         timeout = self.options.exit_timeout_secs
         stopping = [self.http.shutdown(timeout)]
         if self.grpc is not None:

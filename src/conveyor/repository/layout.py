@@ -62,6 +62,26 @@ def read_config(source: ModelSource) -> ModelConfig:
     return parse_config(raw, source.name)
 
 
+Fingerprint = tuple[object, ...]
+
+
+def fingerprint(source: ModelSource) -> Fingerprint:
+    """What poll mode compares: the config file and every file of every version directory
+    (name, size, modification time)."""
+
+    def stat(path: Path) -> tuple[str, int, int]:
+        st = path.stat()
+        return (path.name, st.st_size, st.st_mtime_ns)
+
+    config = stat(source.config_file) if source.config_file else None
+    versions = []
+    for v in source.versions:
+        vdir = source.path / str(v)
+        files = sorted(stat(f) for f in vdir.rglob("*") if f.is_file())
+        versions.append((v, tuple(files)))
+    return (config, tuple(versions))
+
+
 def select_versions(policy: VersionPolicy, available: list[int]) -> list[int]:
     if policy.kind == "all":
         return list(available)

@@ -24,7 +24,14 @@ from conveyor.errors import (
 )
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE, complete
 from conveyor.repository.config import ConfigError, ModelConfig, parse_config
-from conveyor.repository.layout import ModelSource, read_config, scan, select_versions
+from conveyor.repository.layout import (
+    Fingerprint,
+    ModelSource,
+    fingerprint,
+    read_config,
+    scan,
+    select_versions,
+)
 from conveyor.runtimes.base import Backend, Runtime
 
 log = logging.getLogger("conveyor.repository")
@@ -96,6 +103,10 @@ class ModelRepository:
         self.default_max_batch_size = default_max_batch_size
         self.histograms = histograms  # latency histograms for /metrics
         self.models: dict[str, ModelEntry] = {}
+        # poll mode: what each model's files looked like when it was loaded, and what
+        # they looked like at the last poll (a change is acted on once it holds still)
+        self.loaded_prints: dict[str, Fingerprint] = {}
+        self._seen_prints: dict[str, Fingerprint] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def load(self, names: list[str] | None = None) -> None:
@@ -108,6 +119,7 @@ class ModelRepository:
                 log.error("model %r: no such model in the repository %s", name, self.root)
             sources = {n: s for n, s in sources.items() if n in names}
         for source in sources.values():
+            self.loaded_prints[source.name] = fingerprint(source)
             self._publish(self._load_model(source))
 
     def _publish(self, entry: ModelEntry) -> None:
@@ -179,6 +191,7 @@ class ModelRepository:
         source = scan(self.root).get(name)
         if source is None:
             raise ModelLoadError(f"failed to load '{name}': no such model in {self.root}")
+        self.loaded_prints[name] = fingerprint(source)
         entry = self._load_model(source, override)
         old = self.models.get(name)
         if entry.state != READY:
@@ -207,12 +220,35 @@ class ModelRepository:
         entry.config.version_labels = dict(new_labels)
         entry.config.traffic_split = dict(new_split)
 
+    def poll(self) -> tuple[list[str], list[str]]:
+        """Poll mode: the models to (re)load and those to unload. A model directory that
+        changed since it was loaded is acted on only when it is the same at two polls
+        in a row, so a version still being copied in is not picked up. Blocking."""
+        sources = scan(self.root)
+        prints = {}
+        for name, source in sources.items():
+            try:
+                prints[name] = fingerprint(source)
+            except OSError:  # a file vanished mid-scan: look again next time
+                continue
+        changed = [
+            name
+            for name, fp in prints.items()
+            if fp != self.loaded_prints.get(name) and fp == self._seen_prints.get(name)
+        ]
+        removed = [
+            name for name in self.models if name not in sources and self.models[name].state == READY
+        ]
+        self._seen_prints = prints
+        return changed, removed
+
     def unload(self, name: str) -> ModelEntry:
         """Stop routing to a model; returns its entry for the caller to drain and close."""
         old = self.models.get(name)
         if old is None:
             raise ModelNotFoundError(f"unknown model '{name}'")
         self._publish(ModelEntry(name, state=UNAVAILABLE, reason="unloaded"))
+        self.loaded_prints.pop(name, None)
         return old
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -219,8 +219,14 @@ def render(dataplane: DataPlane, gpus: GpuMonitor | None = None) -> bytes:
     per_version(
         "conveyor_model_load_seconds",
         "gauge",
-        "Time the version took to load.",
+        "Time the version took to load, warm-up included.",
         lambda mv: float(mv.load_seconds),
+    )
+    per_version(
+        "conveyor_model_warmup_seconds",
+        "gauge",
+        "Time its warm-up took.",
+        lambda mv: float(mv.warmup_seconds),
     )
     out.family("conveyor_server_ready", "gauge", "1 when /v2/health/ready answers 200.")
     out.sample("conveyor_server_ready", "", int(dataplane.ready))

@@ -79,6 +79,7 @@ class ModelConfig:
     # traffic across versions (version -> weight), for canaries and A/B tests
     version_labels: dict[str, int] = field(default_factory=dict)
     traffic_split: dict[int, float] = field(default_factory=dict)
+    model_warmup: list[Any] = field(default_factory=list)  # warmup.WarmupSample
 
     @property
     def instance_count(self) -> int:
@@ -221,6 +222,12 @@ def _parameters(raw: Any) -> dict[str, str]:
     return out
 
 
+def parse_warmup(raw: Any) -> list[Any]:
+    from conveyor.repository.warmup import parse_warmup as parse
+
+    return parse(raw)
+
+
 def parse_labels(raw: Any) -> dict[str, int]:
     out = {}
     for label, version in (_map_entries(raw) or {}).items():
@@ -294,6 +301,7 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         gpu_accelerators=[str(a.get("name", "")).lower() for a in _as_list(accelerators)],
         version_labels=parse_labels(raw.get("version_labels")),
         traffic_split=parse_split(raw.get("traffic_split")),
+        model_warmup=parse_warmup(raw.get("model_warmup")),
     )
     if "dynamic_batching" in raw:
         if max_batch_size == 0:

@@ -32,6 +32,7 @@ from conveyor.repository.layout import (
     scan,
     select_versions,
 )
+from conveyor.repository.warmup import warm_up
 from conveyor.runtimes.base import Backend, Runtime
 
 log = logging.getLogger("conveyor.repository")
@@ -45,7 +46,8 @@ class ModelVersion:
     version: int
     config: ModelConfig
     scheduler: Scheduler
-    load_seconds: float = 0.0
+    load_seconds: float = 0.0  # warm-up included
+    warmup_seconds: float = 0.0
     version_str: str = ""
     cache: dict[str, Any] = field(default_factory=dict)  # derived per-version state
 
@@ -164,12 +166,18 @@ class ModelRepository:
     ) -> ModelVersion:
         start = time.perf_counter()
         runtimes: list[Runtime] = []
+        warmup_s = 0.0
         try:
             for i in range(config.instance_count):
                 runtime = backend.load(config, path, i)
                 runtimes.append(runtime)
                 if i == 0:
                     complete(config, runtime.inputs, runtime.outputs, self.default_max_batch_size)
+            if config.model_warmup:
+                warm_start = time.perf_counter()
+                for runtime in runtimes:
+                    warm_up(runtime, config.model_warmup, config, path.parent)
+                warmup_s = time.perf_counter() - warm_start
         except ConfigError as exc:
             for rt in runtimes:
                 rt.close()
@@ -181,7 +189,11 @@ class ModelRepository:
         scheduler = Scheduler(config, version, runtimes, histograms=self.histograms)
         if self._loop is not None:
             scheduler.start(self._loop)
-        return ModelVersion(config.name, version, config, scheduler, time.perf_counter() - start)
+        mv = ModelVersion(config.name, version, config, scheduler, time.perf_counter() - start)
+        mv.warmup_seconds = warmup_s
+        if warmup_s:
+            log.info("model %r version %d warmed up in %.3fs", config.name, version, warmup_s)
+        return mv
 
     def reload(self, name: str, override: dict[str, Any] | None = None) -> ModelEntry | None:
         """Load (or reload) one model beside what serves now, then switch to it at once.

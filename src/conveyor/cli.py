@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -117,7 +116,26 @@ def _parser() -> argparse.ArgumentParser:
         help="max_batch_size given to models whose config leaves it out and whose "
         "tensors have a variable first dimension (default 8)",
     )
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help='also settable at run time: POST /v2/logging {"log_level": ...}',
+    )
+    s.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line",
+    )
+    s.add_argument(
+        "--access-log",
+        type=_bool,
+        default=False,
+        metavar="true|false",
+        help="log every inference: request id, model, version, status, latency; never "
+        "payloads (default false; also settable at run time)",
+    )
 
     d = sub.add_parser(
         "demo-repo",
@@ -140,11 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {', '.join(written)} to {args.directory}")
         return 0
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from conveyor import logs
+
+    logs.configure(args.log_level, args.log_format)
     from conveyor.server import ServerOptions, run
 
     if args.load_model and args.model_control_mode != "explicit":
@@ -162,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_own_loop=args.grpc_event_loop == "own",
         metrics_port=args.metrics_port,
         allow_metrics=args.allow_metrics,
+        access_log=args.access_log,
         model_control_mode=args.model_control_mode,
         repository_poll_secs=args.repository_poll_secs,
         load_models=tuple(args.load_model),

@@ -37,6 +37,7 @@ from conveyor.sharedmem import SharedMemoryRegistry
 from conveyor.types import InferRequest, InferResponse
 
 log = logging.getLogger("conveyor.dataplane")
+access = logging.getLogger("conveyor.access")
 
 EXTENSIONS = [
     "binary_tensor_data",
@@ -61,6 +62,7 @@ class DataPlane:
         self.model_control_mode = "none"
         self.drain_timeout_s = 30.0
         self._control = asyncio.Lock()  # one load/unload at a time
+        self.access_log = False
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -200,12 +202,38 @@ class DataPlane:
         try:
             response = await self._infer(mv, request)
         except BaseException as exc:
-            mv.scheduler.stats.record_request(
-                False, time.perf_counter_ns() - start, failure_reason(exc)
-            )
+            elapsed = time.perf_counter_ns() - start
+            mv.scheduler.stats.record_request(False, elapsed, failure_reason(exc))
+            if self.access_log:
+                self._log_access(request, mv, elapsed, exc)
             raise
-        mv.scheduler.stats.record_request(True, time.perf_counter_ns() - start)
+        elapsed = time.perf_counter_ns() - start
+        mv.scheduler.stats.record_request(True, elapsed)
+        if self.access_log:
+            self._log_access(request, mv, elapsed, None)
         return response
+
+    @staticmethod
+    def _log_access(
+        request: InferRequest, mv: ModelVersion, elapsed_ns: int, exc: BaseException | None
+    ) -> None:
+        status = 200 if exc is None else int(getattr(exc, "status", 500))
+        ms = elapsed_ns / 1e6
+        access.info(
+            "%s %s/%s %d %.3fms",
+            request.id or "-",
+            mv.name,
+            mv.version_str,
+            status,
+            ms,
+            extra={
+                "request_id": request.id,
+                "model": mv.name,
+                "version": mv.version_str,
+                "status": status,
+                "latency_ms": round(ms, 3),
+            },
+        )
 
     async def _infer(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
         sig = signature(mv)

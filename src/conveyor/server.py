@@ -37,6 +37,7 @@ class ServerOptions:
     allow_grpc: bool = True
     grpc_own_loop: bool = True  # see grpc/server.py: fairness under mixed load
     metrics_port: int = 8002
+    access_log: bool = False
     allow_metrics: bool = True
     model_control_mode: str = "none"  # none | explicit | poll
     repository_poll_secs: float = 15.0
@@ -59,6 +60,7 @@ class Server:
         self.dataplane = DataPlane(self.repository)
         self.dataplane.model_control_mode = options.model_control_mode
         self.dataplane.drain_timeout_s = options.exit_timeout_secs
+        self.dataplane.access_log = options.access_log
         self.http = HttpServer(
             RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
         )

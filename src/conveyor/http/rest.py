@@ -13,6 +13,7 @@ encode. No logic beyond that.
 - POST /v2/systemsharedmemory/region/{r}/register, [region/{r}/]unregister
 - GET  /v2/systemsharedmemory[/region/{r}]/status
 - /v2/cudasharedmemory/...: not supported (empty status, no-op unregister, register fails)
+- GET/POST /v2/logging : log level and access log, at run time
 - /v1/models/... : TensorFlow Serving's REST API (http/tfserving.py)
 """
 
@@ -24,6 +25,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from conveyor import logs
 from conveyor.dataplane import DataPlane
 from conveyor.errors import (
     ConveyorError,
@@ -100,6 +102,8 @@ class RestApp:
             return _json({"model_stats": self.dataplane.statistics()})
         if section == "models" and len(parts) >= 4:
             return await self._model(request, parts[3:])
+        if section == "logging" and len(parts) == 3:
+            return self._logging(request)
         if section == "repository":
             return await self._repository(request, parts[3:])
         if section == "systemsharedmemory":
@@ -135,6 +139,20 @@ class RestApp:
                 await self.dataplane.load_model(name, config)
             return _OK_EMPTY
         raise NotFoundError(f"no route for {request.path}")
+
+    def _logging(self, request: HttpRequest) -> HttpResponse:
+        """GET the log settings; POST {"log_level": ..., "access_log": ...} to change them."""
+        _method(request, "GET", "POST")
+        if request.method == "POST":
+            body = _body(request)
+            if "log_level" in body:
+                try:
+                    logs.set_level(str(body["log_level"]))
+                except ValueError as exc:
+                    raise InvalidRequestError(str(exc)) from None
+            if "access_log" in body:
+                self.dataplane.access_log = bool(body["access_log"])
+        return _json({"log_level": logs.get_level(), "access_log": self.dataplane.access_log})
 
     def _cuda_shared_memory(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
         """Not supported: no region to list or unregister; registering fails."""

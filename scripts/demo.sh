@@ -12,7 +12,8 @@ REPO=${DEMO_REPO:-.demo-repo}
   | grep -v "^WARNING: Location 'file:" || true
 
 .venv/bin/conveyor demo-repo "$REPO"
-.venv/bin/conveyor serve "$REPO" --host 127.0.0.1 --http-port "$PORT" &
+.venv/bin/conveyor serve "$REPO" --host 127.0.0.1 --http-port "$PORT" \
+  --grpc-port "$((PORT + 1))" --metrics-port "$((PORT + 2))" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do
@@ -43,5 +44,6 @@ if [ "${DEMO_ONESHOT:-0}" = "1" ]; then
   exit 0
 fi
 echo
-echo "Serving $REPO on http://127.0.0.1:$PORT (KServe V2 REST). Press Ctrl-C to stop."
+echo "Serving $REPO: KServe V2 REST on http://127.0.0.1:$PORT, gRPC on 127.0.0.1:$((PORT + 1)),"
+echo "Prometheus metrics on http://127.0.0.1:$((PORT + 2))/metrics. Press Ctrl-C to stop."
 wait $SERVER

@@ -65,7 +65,8 @@ def wait_for(cond: object, timeout: float = 30.0) -> None:
     raise TimeoutError("condition not met in time")
 
 
-def slow_copy(src: Path, dst: Path, seconds: float = 1.5, chunks: int = 10) -> None:
+def slow_copy(src: Path, dst: Path, seconds: float = 1.5, chunks: int = 30) -> None:
+    """Write `dst` bit by bit: many writes per poll interval, as a real copy does."""
     data = src.read_bytes()
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("wb") as f:
@@ -82,7 +83,7 @@ def poll_repo(demo_repo: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, 
     (root / "mlp" / "1").mkdir(parents=True)
     shutil.copy(demo_repo / "mlp" / "1" / "model.onnx", root / "mlp" / "1" / "model.onnx")
     proc = ServerProcess(
-        root, "--model-control-mode", "poll", "--repository-poll-secs", "0.2", log_dir=tmp_path
+        root, "--model-control-mode", "poll", "--repository-poll-secs", "0.3", log_dir=tmp_path
     ).start()
     yield proc, root
     assert proc.stop() == 0

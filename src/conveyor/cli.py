@@ -137,6 +137,40 @@ def _parser() -> argparse.ArgumentParser:
         "payloads (default false; also settable at run time)",
     )
 
+    b = sub.add_parser(
+        "bench",
+        help="measure a serving endpoint: latency percentiles that stay honest under load",
+        description="Load a KServe V2 model (Conveyor, Triton, MLServer, KServe), any HTTP "
+        "endpoint, or nothing at all (null://, the generator's own ceiling). Closed loop "
+        "(--concurrency) or open loop (--rate, --poisson): open-loop latency counts from "
+        "each request's intended send time. Prints a summary; --output writes the JSON.",
+    )
+    b.add_argument(
+        "url", help="http://HOST:PORT (V2 server), a full URL (--protocol http), or null://"
+    )
+    b.add_argument("--model", help="V2 model name")
+    b.add_argument("--model-version", default="")
+    b.add_argument("--protocol", choices=["v2-binary", "v2-json", "http"], default="v2-binary")
+    b.add_argument("--body-file", type=Path, help="--protocol http: the request body")
+    b.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    b.add_argument("--batch-size", type=int, default=1)
+    b.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="INPUT:D1,D2,...",
+        help="full shape of an input (for variable dims)",
+    )
+    b.add_argument("--concurrency", type=int, default=1, help="closed loop: clients")
+    b.add_argument("--rate", type=float, help="open loop: requests per second")
+    b.add_argument("--poisson", action="store_true", help="open loop with Poisson arrivals")
+    b.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    b.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    b.add_argument("--max-in-flight", type=int, default=1000)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--null-delay-ms", type=float, default=0.0)
+    b.add_argument("--output", type=Path, help="write the results JSON here")
+
     d = sub.add_parser(
         "demo-repo",
         help="write the demo model repository (built offline, fixed seeds)",
@@ -150,6 +184,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        from conveyor.bench.cli import main as bench_main
+
+        return bench_main(args)
     if args.command == "demo-repo":
         from conveyor.demo.repository import write_demo_repository
 

@@ -1,0 +1,96 @@
+"""Results: HdrHistograms of latency (µs, 3 significant digits), errors by kind with
+samples, and a versioned JSON form in which the histograms stay mergeable.
+
+Schema (version 1):
+  {"schema": "conveyor.bench/1", "target": str, "pattern": {...},
+   "duration_s": float, "completed": int, "errors": {kind: count},
+   "error_samples": {kind: [str]}, "throughput_rps": float,
+   "latency_ms": {"p50", "p90", "p95", "p99", "p99.9", "max", "mean"},
+   "service_ms": {...}, "schedule_lag_ms": {...},
+   "histograms": {"latency_us"|"service_us"|"schedule_lag_us": base64 HdrHistogram}}
+Open-loop latency is measured from each request's intended send time (no coordinated
+omission); service time from its actual send; schedule lag is actual - intended.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+SCHEMA = "conveyor.bench/1"
+MAX_US = 3_600_000_000  # one hour
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, MAX_US, 3)
+
+
+def summary_ms(h: HdrHistogram) -> dict[str, float]:
+    if h.get_total_count() == 0:
+        return {}
+    out = {f"p{p:g}": h.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
+    out["max"] = h.get_max_value() / 1000
+    out["mean"] = h.get_mean_value() / 1000
+    return out
+
+
+@dataclass
+class Recorder:
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram = field(default_factory=new_histogram)
+    lag: HdrHistogram = field(default_factory=new_histogram)
+    errors: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    completed: int = 0
+
+    def ok(self, intended: float, sent: float, done: float) -> None:
+        self.completed += 1
+        self.latency.record_value(max(1, int((done - intended) * 1e6)))
+        self.service.record_value(max(1, int((done - sent) * 1e6)))
+        self.lag.record_value(max(1, int((sent - intended) * 1e6)))
+
+    def error(self, kind: str, detail: str) -> None:
+        self.errors[kind] += 1
+        kept = self.samples.setdefault(kind, [])
+        if len(kept) < 3 and detail:
+            kept.append(detail)
+
+
+def to_json(
+    rec: Recorder, target: str, pattern: dict[str, Any], duration_s: float
+) -> dict[str, Any]:
+    def enc(h: HdrHistogram) -> str:
+        return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
+
+    return {
+        "schema": SCHEMA,
+        "target": target,
+        "pattern": pattern,
+        "duration_s": duration_s,
+        "completed": rec.completed,
+        "errors": dict(rec.errors),
+        "error_samples": rec.samples,
+        "throughput_rps": rec.completed / duration_s if duration_s else 0.0,
+        "latency_ms": summary_ms(rec.latency),
+        "service_ms": summary_ms(rec.service),
+        "schedule_lag_ms": summary_ms(rec.lag),
+        "histograms": {
+            "latency_us": enc(rec.latency),
+            "service_us": enc(rec.service),
+            "schedule_lag_us": enc(rec.lag),
+        },
+    }
+
+
+def merge_histograms(encoded: list[str]) -> HdrHistogram:
+    """Merge histograms from several results (e.g. several generator processes)."""
+    h = new_histogram()
+    for e in encoded:
+        if e:
+            h.decode_and_add(base64.b64decode(e))
+    return h

@@ -1,0 +1,216 @@
+"""Targets: one small class per kind of endpoint, behind one interface.
+
+`call()` sends one request and returns when its answer is complete; a failed request
+raises `TargetError` whose `kind` groups errors in the results. Targets keep their
+connections open (one per concurrent request), so what is measured is the server, not
+connection set-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httptools
+import numpy as np
+
+
+class TargetError(Exception):
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+
+
+class Target(ABC):
+    name = "target"
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare (connect lazily, fetch metadata, build the request)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abstractmethod
+    async def call(self) -> None:
+        """One request, complete; raises TargetError on failure."""
+
+
+@dataclass
+class NullTarget(Target):
+    """Answers after `delay_s` without any I/O: the generator's own ceiling, and a fake."""
+
+    delay_s: float = 0.0
+    name = "null"
+
+    async def call(self) -> None:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+
+
+class _Response(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request at a time."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[int] | None = None
+        self.body: list[bytes] = []
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(TargetError("connection", "closed by the server"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_exception(TargetError("protocol", str(exc)))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.parser.get_status_code())
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.body = []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        status = await self.waiter
+        return status, b"".join(self.body)
+
+
+@dataclass
+class HttpTarget(Target):
+    """POST a fixed body to a URL (any HTTP service: a request template)."""
+
+    url: str
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    name = "http"
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._idle: list[_Response] = []
+        self._all: list[_Response] = []
+        self._request = b""
+
+    def _build(self) -> bytes:
+        lines = [
+            f"{self.method} {self.path} HTTP/1.1",
+            f"host: {self.host}:{self.port}",
+            f"content-length: {len(self.body)}",
+        ]
+        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    async def open(self) -> None:
+        self._request = self._build()
+
+    async def _connection(self) -> _Response:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.lost:
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(_Response, self.host, self.port)
+        except OSError as exc:
+            raise TargetError("connect", exc.strerror or str(exc)) from None
+        self._all.append(conn)
+        return conn
+
+    async def call(self) -> None:
+        conn = await self._connection()
+        status, body = await conn.send(self._request)
+        self._idle.append(conn)
+        if status != 200:
+            raise TargetError(f"http {status}", body[:200].decode(errors="replace"))
+
+    async def close(self) -> None:
+        for conn in self._all:  # idle ones, and any cut off mid-request at the end
+            if conn.transport is not None:
+                conn.transport.close()
+        self._idle.clear()
+        self._all.clear()
+
+
+def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[str, str]]:
+    """A KServe V2 infer body (JSON or Triton's binary tensors) and its headers."""
+    from conveyor.datatypes import v2_datatype
+
+    if not binary:
+        doc = {
+            "inputs": [
+                {
+                    "name": n,
+                    "shape": list(a.shape),
+                    "datatype": v2_datatype(a.dtype),
+                    "data": a.reshape(-1).tolist(),
+                }
+                for n, a in inputs.items()
+            ]
+        }
+        return json.dumps(doc).encode(), {"content-type": "application/json"}
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": n,
+                    "shape": list(a.shape),
+                    "datatype": v2_datatype(a.dtype),
+                    "parameters": {"binary_data_size": a.nbytes},
+                }
+                for n, a in inputs.items()
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    raw = b"".join(np.ascontiguousarray(a).tobytes() for a in inputs.values())
+    return header + raw, {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+
+
+def v2_inputs(
+    metadata: dict[str, object], batch: int, shapes: dict[str, list[int]], seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs from V2 model metadata; `shapes` fixes variable dims."""
+    from conveyor.datatypes import V2_TO_NUMPY
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for t in metadata["inputs"]:  # type: ignore[attr-defined]
+        name, datatype, shape = t["name"], t["datatype"], list(t["shape"])
+        if name in shapes:
+            dims = shapes[name]
+        else:
+            dims = [
+                batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(shape)
+            ]
+        if datatype == "BYTES":
+            arr = np.full(dims, b"conveyor", dtype=object)
+        elif datatype == "BOOL":
+            arr = rng.random(dims) < 0.5
+        else:
+            dtype = V2_TO_NUMPY[datatype]
+            arr = (rng.random(dims) * 10).astype(dtype)
+        out[name] = arr
+    return out

@@ -1,0 +1,33 @@
+"""Schedules: constant spacing, and Poisson gaps that pass a Kolmogorov-Smirnov test."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conveyor.bench.patterns import ConstantRate, Poisson
+
+
+def test_constant_rate_schedule() -> None:
+    offsets = list(ConstantRate(50).offsets(2.0))
+    assert len(offsets) == 100
+    assert np.allclose(np.diff(offsets), 0.02)
+
+
+def test_poisson_gaps_are_exponential() -> None:
+    rate = 200.0
+    offsets = np.array(list(Poisson(rate, seed=3).offsets(50.0)))
+    gaps = np.diff(offsets)
+    n = len(gaps)
+    assert abs(n / 50.0 - rate) < 0.05 * rate
+    assert abs(gaps.mean() - 1 / rate) < 0.05 / rate
+    assert abs(gaps.std() / gaps.mean() - 1) < 0.1  # exponential: CV = 1
+    # KS test against Exp(rate) at the 1% level: D < 1.63 / sqrt(n)
+    x = np.sort(gaps)
+    cdf = 1 - np.exp(-rate * x)
+    d = max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+    assert d < 1.63 / np.sqrt(n)
+
+
+def test_poisson_is_repeatable() -> None:
+    assert list(Poisson(100, seed=1).offsets(1)) == list(Poisson(100, seed=1).offsets(1))
+    assert list(Poisson(100, seed=1).offsets(1)) != list(Poisson(100, seed=2).offsets(1))

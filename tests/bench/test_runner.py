@@ -1,0 +1,91 @@
+"""The runner against a real local server whose latency is controlled: closed-loop p50
+matches the server's delay; an open loop counts a stall's queueing from the intended
+send times (no coordinated omission), where a closed loop hides it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from conveyor.bench.patterns import ClosedLoop, ConstantRate
+from conveyor.bench.results import merge_histograms
+from conveyor.bench.runner import run
+from conveyor.bench.targets import HttpTarget, NullTarget
+from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+
+
+class SleepApp:
+    """Answers after `delay_s`; once `stall_at` seconds after start, stalls every
+    request for `stall_s` (the whole server stops answering, as in a GC pause)."""
+
+    def __init__(self, delay_s: float, stall_at: float = -1, stall_s: float = 0) -> None:
+        self.delay_s, self.stall_at, self.stall_s = delay_s, stall_at, stall_s
+        self.start = time.perf_counter()
+        self.stall_until = 0.0
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        now = time.perf_counter() - self.start
+        if self.stall_at >= 0 and now >= self.stall_at and not self.stall_until:
+            self.stall_until = now + self.stall_s
+        if now < self.stall_until:
+            await asyncio.sleep(self.stall_until - now)
+        await asyncio.sleep(self.delay_s)
+        return HttpResponse(200, [b"{}"])
+
+
+@asynccontextmanager
+async def serving(app: SleepApp) -> AsyncIterator[str]:
+    server = HttpServer(app, "127.0.0.1", 0, 1 << 20)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/infer"
+    finally:
+        await server.shutdown(1.0)
+
+
+async def test_closed_loop_p50_is_the_server_delay() -> None:
+    async with serving(SleepApp(0.020)) as url:
+        result = await run(HttpTarget(url, b"x"), ClosedLoop(2), duration_s=1.0)
+    assert result["errors"] == {}
+    assert 70 <= result["completed"] <= 100  # 2 clients x ~48 requests of 20 ms
+    assert 19.5 <= result["latency_ms"]["p50"] <= 26
+
+
+async def test_open_loop_counts_the_stall_closed_loop_hides_it() -> None:
+    async with serving(SleepApp(0.002, stall_at=0.5, stall_s=1.0)) as url:
+        open_loop = await run(HttpTarget(url, b"x"), ConstantRate(100), duration_s=3.0)
+    async with serving(SleepApp(0.002, stall_at=0.5, stall_s=1.0)) as url:
+        closed = await run(HttpTarget(url, b"x"), ClosedLoop(1), duration_s=3.0)
+    # a third of the open-loop requests were due during the 1 s stall: each waited
+    # from its intended time to the stall's end
+    assert open_loop["completed"] >= 280
+    assert open_loop["latency_ms"]["p90"] >= 500
+    assert open_loop["latency_ms"]["p99"] >= 900
+    # the closed loop sent nothing during the stall: one slow request among many
+    assert closed["latency_ms"]["p90"] < 20
+    assert closed["latency_ms"]["max"] >= 900
+
+
+async def test_errors_are_counted_by_kind() -> None:
+    async def teapot(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(418, [b'{"error": "short and stout"}'])
+
+    server = HttpServer(teapot, "127.0.0.1", 0, 1 << 20)
+    await server.start()
+    try:
+        target = HttpTarget(f"http://127.0.0.1:{server.port}/", b"")
+        result = await run(target, ClosedLoop(1), duration_s=0.3)
+    finally:
+        await server.shutdown(1.0)
+    assert result["completed"] == 0 and result["errors"]["http 418"] > 10
+    assert "short and stout" in result["error_samples"]["http 418"][0]
+
+
+async def test_histograms_merge_across_runs() -> None:
+    a = await run(NullTarget(0.001), ClosedLoop(2), duration_s=0.3)
+    b = await run(NullTarget(0.001), ClosedLoop(2), duration_s=0.3)
+    merged = merge_histograms([a["histograms"]["latency_us"], b["histograms"]["latency_us"]])
+    assert merged.get_total_count() == a["completed"] + b["completed"]
+    assert a["schema"] == "conveyor.bench/1"

@@ -1,0 +1,48 @@
+"""`conveyor bench` against a running `conveyor serve`, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.utils import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("mode", [["--concurrency", "2"], ["--rate", "100", "--poisson"]])
+def test_bench_v2_model(server: ServerProcess, tmp_path: Path, mode: list[str]) -> None:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "bench",
+            f"http://{server.url}",
+            "--model",
+            "simple",
+            "--batch-size",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+            "--output",
+            str(out),
+            *mode,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "latency ms: p50" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["schema"] == "conveyor.bench/1" and result["errors"] == {}
+    assert result["completed"] > 20 and result["latency_ms"]["p99"] > 0
+    assert result["target"] == "v2:simple"

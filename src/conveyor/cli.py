@@ -146,11 +146,22 @@ def _parser() -> argparse.ArgumentParser:
         "each request's intended send time. Prints a summary; --output writes the JSON.",
     )
     b.add_argument(
-        "url", help="http://HOST:PORT (V2 server), a full URL (--protocol http), or null://"
+        "url",
+        help="http://HOST:PORT (V2 or TF Serving server), HOST:PORT (--protocol v2-grpc), "
+        "a full URL (--protocol http), python://module:function (in-process), or null://",
     )
     b.add_argument("--model", help="V2 model name")
     b.add_argument("--model-version", default="")
-    b.add_argument("--protocol", choices=["v2-binary", "v2-json", "http"], default="v2-binary")
+    b.add_argument(
+        "--protocol",
+        default="v2-binary",
+        choices=["v2-binary", "v2-json", "v2-grpc", "tfserving", "http"],
+    )
+    b.add_argument(
+        "--metadata-url",
+        help="where to read the V2 model metadata when the target is not itself a V2 REST "
+        "server (gRPC, TF Serving, python://)",
+    )
     b.add_argument("--body-file", type=Path, help="--protocol http: the request body")
     b.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     b.add_argument("--batch-size", type=int, default=1)
@@ -164,12 +175,22 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=1, help="closed loop: clients")
     b.add_argument("--rate", type=float, help="open loop: requests per second")
     b.add_argument("--poisson", action="store_true", help="open loop with Poisson arrivals")
+    b.add_argument(
+        "--burst", metavar="SIZE:EVERY_S", help="open loop: SIZE requests at once every EVERY_S s"
+    )
+    b.add_argument(
+        "--ramp", metavar="PER_S:CLIENTS", help="closed loop: clients join PER_S a second"
+    )
+    b.add_argument("--trace", type=Path, help="open loop: replay timestamps (s), one per line")
+    b.add_argument("--trace-speed", type=float, default=1.0, help="replay that much faster")
+    b.add_argument("--requests", type=int, help="closed loop: stop after this many requests")
     b.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     b.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     b.add_argument("--max-in-flight", type=int, default=1000)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--null-delay-ms", type=float, default=0.0)
     b.add_argument("--output", type=Path, help="write the results JSON here")
+    b.add_argument("--csv", type=Path, help="append a row with perf_analyzer's columns")
 
     d = sub.add_parser(
         "demo-repo",

@@ -31,3 +31,22 @@ def test_poisson_gaps_are_exponential() -> None:
 def test_poisson_is_repeatable() -> None:
     assert list(Poisson(100, seed=1).offsets(1)) == list(Poisson(100, seed=1).offsets(1))
     assert list(Poisson(100, seed=1).offsets(1)) != list(Poisson(100, seed=2).offsets(1))
+
+
+def test_burst_schedule() -> None:
+    from conveyor.bench.patterns import Burst
+
+    offsets = list(Burst(5, 0.25).offsets(1.0))
+    assert offsets == [t for t in (0.0, 0.25, 0.5, 0.75) for _ in range(5)]
+
+
+def test_trace_from_file(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from conveyor.bench.patterns import TraceReplay
+
+    path = Path(str(tmp_path)) / "trace.txt"
+    path.write_text("# t size\n100.0 3\n100.5 1\n101.0 2\n")
+    trace = TraceReplay.from_file(str(path), speed=2.0)
+    assert trace.times == (0.0, 0.5, 1.0)
+    assert list(trace.offsets(10)) == [0.0, 0.25, 0.5]

@@ -89,3 +89,33 @@ async def test_histograms_merge_across_runs() -> None:
     merged = merge_histograms([a["histograms"]["latency_us"], b["histograms"]["latency_us"]])
     assert merged.get_total_count() == a["completed"] + b["completed"]
     assert a["schema"] == "conveyor.bench/1"
+
+
+async def test_trace_replay_sends_on_time() -> None:
+    from conveyor.bench.patterns import TraceReplay
+
+    times = tuple(i * 0.01 for i in range(50))
+    result = await run(NullTarget(0.001), TraceReplay(times), duration_s=0.6)
+    assert result["completed"] == 50
+    assert result["schedule_lag_ms"]["p99"] < 5  # left within a few ms of the trace
+
+
+async def test_ramp_adds_clients_over_time() -> None:
+    from conveyor.bench.patterns import Ramp
+
+    ramp = await run(NullTarget(0.01), Ramp(per_second=10, clients=5), duration_s=1.0)
+    full = await run(NullTarget(0.01), ClosedLoop(5), duration_s=1.0)
+    # clients join at 0, 0.1, ..., 0.4 s: about (10+9+8+7+6)/10 of the full load
+    assert 0.7 < ramp["completed"] / full["completed"] < 0.9
+
+
+async def test_fixed_count_and_callable_target() -> None:
+    import numpy as np
+
+    from conveyor.bench.patterns import FixedCount
+    from conveyor.bench.targets import CallableTarget
+
+    target = CallableTarget("numpy:sum", {"x": np.ones(3)})
+    result = await run(target, FixedCount(40, concurrency=4), duration_s=0)
+    assert result["completed"] == 40 and result["errors"] == {}
+    assert result["target"] == "python:numpy:sum"

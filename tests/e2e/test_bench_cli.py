@@ -46,3 +46,40 @@ def test_bench_v2_model(server: ServerProcess, tmp_path: Path, mode: list[str]) 
     assert result["schema"] == "conveyor.bench/1" and result["errors"] == {}
     assert result["completed"] > 20 and result["latency_ms"]["p99"] > 0
     assert result["target"] == "v2:simple"
+
+
+@pytest.mark.parametrize("protocol", ["v2-grpc", "tfserving", "v2-json"])
+def test_bench_other_protocols(server: ServerProcess, tmp_path: Path, protocol: str) -> None:
+    url = server.grpc_url if protocol == "v2-grpc" else f"http://{server.url}"
+    csv = tmp_path / "rows.csv"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "bench",
+            url,
+            "--protocol",
+            protocol,
+            "--metadata-url",
+            f"http://{server.url}",
+            "--model",
+            "mlp",
+            "--requests",
+            "50",
+            "--concurrency",
+            "2",
+            "--warmup",
+            "0",
+            "--csv",
+            str(csv),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "50 ok" in proc.stdout
+    header, row = csv.read_text().splitlines()
+    assert header.startswith("Concurrency,Request Rate,Inferences/Second,p50 latency")
+    assert row.split(",")[0] == "2" and row.split(",")[-1] == "0"

@@ -8,38 +8,122 @@ import json
 import urllib.request
 from typing import Any
 
-from conveyor.bench.patterns import ClosedLoop, ConstantRate, Pattern, Poisson
+from conveyor.bench.patterns import (
+    Burst,
+    ClosedLoop,
+    ConstantRate,
+    FixedCount,
+    Pattern,
+    Poisson,
+    Ramp,
+    TraceReplay,
+)
 from conveyor.bench.runner import run
-from conveyor.bench.targets import HttpTarget, NullTarget, Target, v2_body, v2_inputs
+from conveyor.bench.targets import (
+    CallableTarget,
+    GrpcV2Target,
+    HttpTarget,
+    NullTarget,
+    Target,
+    tfserving_body,
+    v2_body,
+    v2_inputs,
+)
+
+
+def _metadata(args: argparse.Namespace) -> dict[str, Any]:
+    base = (args.metadata_url or args.url).rstrip("/")
+    if not base.startswith("http"):
+        base = "http://" + base
+    path = f"/v2/models/{args.model}" + (
+        f"/versions/{args.model_version}" if args.model_version else ""
+    )
+    with urllib.request.urlopen(base + path, timeout=10) as resp:
+        doc: dict[str, Any] = json.load(resp)
+    return doc
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.model:
+        raise SystemExit(f"--model is needed for --protocol {args.protocol}")
+    shapes = {s.split(":")[0]: [int(d) for d in s.split(":")[1].split(",")] for s in args.shape}
+    return v2_inputs(_metadata(args), args.batch_size, shapes, args.seed)
 
 
 def _target(args: argparse.Namespace) -> Target:
     if args.url.startswith("null://"):
         return NullTarget(args.null_delay_ms / 1000)
-    headers = dict(h.split(":", 1) for h in args.header)
+    if args.url.startswith("python://"):
+        return CallableTarget(args.url.removeprefix("python://"), _inputs(args))
+    headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
     if args.protocol == "http":
         body = args.body_file.read_bytes() if args.body_file else b""
-        return HttpTarget(args.url, body, {k.strip(): v.strip() for k, v in headers.items()})
-    if not args.model:
-        raise SystemExit("--model is needed for the V2 protocols")
+        return HttpTarget(args.url, body, headers)
+    inputs = _inputs(args)
+    if args.protocol == "v2-grpc":
+        return GrpcV2Target(
+            args.url.removeprefix("grpc://"), args.model, inputs, args.model_version
+        )
     base = args.url.rstrip("/")
-    path = f"/v2/models/{args.model}" + (
-        f"/versions/{args.model_version}" if args.model_version else ""
-    )
-    with urllib.request.urlopen(base + path, timeout=10) as resp:
-        metadata = json.load(resp)
-    shapes = {s.split(":")[0]: [int(d) for d in s.split(":")[1].split(",")] for s in args.shape}
-    inputs = v2_inputs(metadata, args.batch_size, shapes, args.seed)
+    if args.protocol == "tfserving":
+        version = f"/versions/{args.model_version}" if args.model_version else ""
+        target = HttpTarget(
+            f"{base}/v1/models/{args.model}{version}:predict",
+            tfserving_body(inputs),
+            {"content-type": "application/json", **headers},
+        )
+        target.name = f"tfserving:{args.model}"
+        return target
+    version = f"/versions/{args.model_version}" if args.model_version else ""
     body, extra = v2_body(inputs, binary=args.protocol == "v2-binary")
-    target = HttpTarget(base + path + "/infer", body, {**extra, **headers})
+    target = HttpTarget(f"{base}/v2/models/{args.model}{version}/infer", body, {**extra, **headers})
     target.name = f"v2:{args.model}"
     return target
 
 
 def _pattern(args: argparse.Namespace) -> Pattern:
+    if args.trace:
+        return TraceReplay.from_file(str(args.trace), args.trace_speed)
+    if args.burst:
+        size, every = args.burst.split(":")
+        return Burst(int(size), float(every))
     if args.rate:
         return Poisson(args.rate, args.seed) if args.poisson else ConstantRate(args.rate)
+    if args.ramp:
+        per_s, clients = args.ramp.split(":")
+        return Ramp(float(per_s), int(clients))
+    if args.requests:
+        return FixedCount(args.requests, args.concurrency)
     return ClosedLoop(args.concurrency)
+
+
+CSV_COLUMNS = [
+    "Concurrency",
+    "Request Rate",
+    "Inferences/Second",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
+    "Errors",
+]
+
+
+def _csv(path: Any, result: dict[str, Any], args: argparse.Namespace) -> None:
+    """perf_analyzer's leading and latency columns (µs); our client-side view only."""
+    lat = result["latency_ms"]
+    row = [
+        str(args.concurrency if not args.rate else ""),
+        str(args.rate or ""),
+        f"{result['throughput_rps'] * args.batch_size:.2f}",
+        *(str(int(lat.get(p, 0) * 1000)) for p in ("p50", "p90", "p95", "p99")),
+        str(sum(result["errors"].values())),
+    ]
+    new = not path.exists()
+    with path.open("a") as f:
+        if new:
+            f.write(",".join(CSV_COLUMNS) + "\n")
+        f.write(",".join(row) + "\n")
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -62,7 +146,13 @@ def main(args: argparse.Namespace) -> int:
     result = asyncio.run(
         run(target, _pattern(args), args.duration, args.warmup, args.max_in_flight)
     )
+    result["batch_size"] = args.batch_size
+    result["items_per_second"] = result["throughput_rps"] * args.batch_size
     _print(result)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     if args.output:
         args.output.write_text(json.dumps(result, indent=1))
+    if args.csv:
+        _csv(args.csv, result, args)
     return 0 if not result["errors"] else 1 if result["completed"] == 0 else 0

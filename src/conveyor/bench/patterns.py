@@ -45,4 +45,66 @@ class Poisson:
             yield t
 
 
-Pattern = ClosedLoop | ConstantRate | Poisson
+@dataclass(frozen=True)
+class Burst:
+    """Open loop: `size` requests at once, every `every` seconds."""
+
+    size: int
+    every: float
+
+    def offsets(self, duration_s: float) -> Iterator[float]:
+        t = 0.0
+        while t < duration_s:
+            for _ in range(self.size):
+                yield t
+            t += self.every
+
+
+@dataclass(frozen=True)
+class TraceReplay:
+    """Open loop: the send times of a trace (seconds, first = 0), `speed` times faster."""
+
+    times: tuple[float, ...]
+    speed: float = 1.0
+
+    @classmethod
+    def from_file(cls, path: str, speed: float = 1.0) -> TraceReplay:
+        """One timestamp (seconds) per line, optionally followed by other fields."""
+        with open(path) as f:
+            times = [
+                float(line.split()[0].rstrip(","))
+                for line in f
+                if line.strip() and not line.startswith("#")
+            ]
+        if not times:
+            raise ValueError(f"trace {path} has no timestamps")
+        first = min(times)
+        return cls(tuple(sorted(t - first for t in times)), speed)
+
+    def offsets(self, duration_s: float) -> Iterator[float]:
+        for t in self.times:
+            offset = t / self.speed
+            if offset >= duration_s:
+                return
+            yield offset
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """Closed loop whose clients join `per_second` at a time up to `clients` (Locust's
+    spawn rate)."""
+
+    per_second: float
+    clients: int
+
+
+@dataclass(frozen=True)
+class FixedCount:
+    """Closed loop of `concurrency` clients that stops after `requests` requests."""
+
+    requests: int
+    concurrency: int = 1
+
+
+Pattern = ClosedLoop | ConstantRate | Poisson | Burst | TraceReplay | Ramp | FixedCount
+OPEN_LOOP = (ConstantRate, Poisson, Burst, TraceReplay)

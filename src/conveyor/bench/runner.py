@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from conveyor.bench.patterns import ClosedLoop, Pattern
+from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
 from conveyor.bench.targets import Target, TargetError
 
@@ -45,14 +45,38 @@ async def run(
 ) -> dict[str, Any]:
     await target.open()
     try:
-        if warmup_s:
+        if warmup_s and not isinstance(pattern, FixedCount):
             await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
         rec = Recorder()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         elapsed = await _drive(target, pattern, duration_s, rec, max_in_flight)
+        cpu = (time.process_time() - cpu0) / max(time.perf_counter() - t0, 1e-9)
     finally:
         await target.close()
     spec = {"kind": type(pattern).__name__, **asdict(pattern)}
-    return to_json(rec, target.name, spec, elapsed)
+    if isinstance(pattern, TraceReplay):
+        spec["times"] = len(pattern.times)
+    result = to_json(rec, target.name, spec, elapsed)
+    result["client_cpu"] = round(cpu, 3)
+    result["warnings"] = _warnings(result)
+    return result
+
+
+def _warnings(result: dict[str, Any]) -> list[str]:
+    """Signs that the generator, not the target, set the pace."""
+    out = []
+    if result["client_cpu"] > 0.85:
+        out.append(
+            f"the generator used {result['client_cpu']:.0%} of a CPU core: it may be "
+            "the bottleneck (use several generator processes)"
+        )
+    lag = result["schedule_lag_ms"].get("p99", 0.0)
+    if lag > 1.0:
+        out.append(
+            f"requests left up to {lag:.1f} ms late (p99 schedule lag): the "
+            "generator could not keep the schedule"
+        )
+    return out
 
 
 async def _drive(
@@ -60,13 +84,27 @@ async def _drive(
 ) -> float:
     start = time.perf_counter()
     end = start + duration_s
-    if isinstance(pattern, ClosedLoop):
+    if isinstance(pattern, FixedCount):
+        left = [pattern.requests]
 
-        async def worker() -> None:
+        async def counted() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                await _one(target, rec, time.perf_counter(), float("inf"))
+
+        await asyncio.gather(*(counted() for _ in range(pattern.concurrency)))
+        return time.perf_counter() - start
+    if isinstance(pattern, ClosedLoop | Ramp):
+        clients = pattern.concurrency if isinstance(pattern, ClosedLoop) else pattern.clients
+        spawn = 0.0 if isinstance(pattern, ClosedLoop) else 1.0 / pattern.per_second
+
+        async def worker(i: int) -> None:
+            if spawn:
+                await asyncio.sleep(max(0.0, start + i * spawn - time.perf_counter()))
             while (now := time.perf_counter()) < end:
                 await _one(target, rec, now, end)
 
-        await asyncio.gather(*(worker() for _ in range(pattern.concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(clients)))
         return duration_s
     slots = asyncio.Semaphore(max_in_flight)
     tasks: set[asyncio.Task[None]] = set()

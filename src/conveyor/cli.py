@@ -147,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "url",
+        nargs="?",
         help="http://HOST:PORT (V2 or TF Serving server), HOST:PORT (--protocol v2-grpc), "
         "a full URL (--protocol http), python://module:function (in-process), or null://",
     )
@@ -190,6 +191,26 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--null-delay-ms", type=float, default=0.0)
     b.add_argument("--output", type=Path, help="write the results JSON here")
+    b.add_argument(
+        "--measurement-interval",
+        type=float,
+        metavar="MS",
+        help="measure in windows of MS ms until 3 agree (perf_analyzer's -p)",
+    )
+    b.add_argument(
+        "--stability-percentage",
+        type=float,
+        default=10.0,
+        help="with --measurement-interval: how close 3 windows must be (%%)",
+    )
+    b.add_argument("--max-windows", type=int, default=10)
+    b.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="compare two results instead of running",
+    )
     b.add_argument("--csv", type=Path, help="append a row with perf_analyzer's columns")
 
     d = sub.add_parser(

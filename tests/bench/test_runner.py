@@ -119,3 +119,51 @@ async def test_fixed_count_and_callable_target() -> None:
     result = await run(target, FixedCount(40, concurrency=4), duration_s=0)
     assert result["completed"] == 40 and result["errors"] == {}
     assert result["target"] == "python:numpy:sum"
+
+
+async def test_stable_windows() -> None:
+    from conveyor.bench.runner import Stability
+
+    result = await run(
+        NullTarget(0.002),
+        ClosedLoop(2),
+        duration_s=0,
+        stability=Stability(window_s=0.3, tolerance=0.3, max_windows=6),
+    )
+    assert result["stable"] is True and 3 <= len(result["windows"]) <= 6
+    assert abs(result["duration_s"] - 0.9) < 1e-9  # the last 3 windows
+
+
+class Slowing(NullTarget):
+    """Latency grows every call: never stable."""
+
+    async def call(self) -> None:
+        self.delay_s *= 1.01
+        await super().call()
+
+
+async def test_unstable_is_reported_not_hidden() -> None:
+    from conveyor.bench.runner import Stability
+
+    result = await run(
+        Slowing(0.001),
+        ClosedLoop(1),
+        duration_s=0,
+        stability=Stability(window_s=0.2, tolerance=0.05, max_windows=4),
+    )
+    assert result["stable"] is False and len(result["windows"]) == 4
+    assert any("unstable" in w for w in result["warnings"])
+
+
+def test_compare_gives_a_verdict_only_beyond_the_noise() -> None:
+    from conveyor.bench.compare import compare
+
+    def res(rate: float, spread: float) -> dict[str, object]:
+        windows = [{"throughput_rps": rate * (1 + d), "p99_ms": 5.0} for d in (-spread, 0, spread)]
+        return {"throughput_rps": rate, "latency_ms": {"p99": 5.0}, "windows": windows}
+
+    lines = compare(res(1000, 0.02), res(1300, 0.02))
+    assert "B is better" in lines[0] and "+30.0%" in lines[0]
+    assert "within noise" in compare(res(1000, 0.2), res(1100, 0.2))[0]
+    no_windows = {"throughput_rps": 1.0, "latency_ms": {"p99": 1.0}}
+    assert "no verdict" in compare(no_windows, no_windows)[0]

@@ -83,3 +83,48 @@ def test_bench_other_protocols(server: ServerProcess, tmp_path: Path, protocol: 
     header, row = csv.read_text().splitlines()
     assert header.startswith("Concurrency,Request Rate,Inferences/Second,p50 latency")
     assert row.split(",")[0] == "2" and row.split(",")[-1] == "0"
+
+
+def test_bench_server_breakdown_windows_and_compare(server: ServerProcess, tmp_path: Path) -> None:
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "conveyor.cli",
+                "bench",
+                f"http://{server.url}",
+                "--model",
+                "linear",
+                "--concurrency",
+                "2",
+                "--warmup",
+                "0.2",
+                "--measurement-interval",
+                "300",
+                "--stability-percentage",
+                "50",
+                "--max-windows",
+                "5",
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "server us: request" in proc.stdout
+        outs.append(out)
+    result = json.loads(outs[0].read_text())
+    assert result["server"]["compute_infer_us"] > 0 and result["server"]["requests"] > 0
+    assert "transmission_us" in result["server"] and result["windows"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli", "bench", "--compare", *map(str, outs)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and "throughput req/s" in proc.stdout

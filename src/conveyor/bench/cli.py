@@ -8,6 +8,7 @@ import json
 import urllib.request
 from typing import Any
 
+from conveyor.bench.compare import compare
 from conveyor.bench.patterns import (
     Burst,
     ClosedLoop,
@@ -18,7 +19,8 @@ from conveyor.bench.patterns import (
     Ramp,
     TraceReplay,
 )
-from conveyor.bench.runner import run
+from conveyor.bench.runner import Stability, run
+from conveyor.bench.server_stats import StatsProbe
 from conveyor.bench.targets import (
     CallableTarget,
     GrpcV2Target,
@@ -137,14 +139,55 @@ def _print(result: dict[str, Any]) -> None:
         print("latency ms: " + "  ".join(f"{k} {v:.3f}" for k, v in lat.items()))
         lag = result["schedule_lag_ms"]
         print(f"schedule lag ms: p99 {lag.get('p99', 0):.3f}  max {lag.get('max', 0):.3f}")
+    server = result.get("server")
+    if server:
+        print(
+            "server us: "
+            + "  ".join(
+                f"{k.removesuffix('_us')} {v:g}" for k, v in server.items() if k.endswith("_us")
+            )
+        )
+    if result.get("windows"):
+        state = "stable" if result["stable"] else "UNSTABLE"
+        print(f"{len(result['windows'])} windows, {state}")
     for kind, count in result["errors"].items():
         print(f"  {count} x {kind}: {result['error_samples'].get(kind, [''])[0][:120]}")
 
 
+def _probe(args: argparse.Namespace) -> StatsProbe | None:
+    if args.protocol not in ("v2-binary", "v2-json", "v2-grpc") or not args.model:
+        return None
+    if args.url.startswith(("null://", "python://")):
+        return None
+    base = args.metadata_url or args.url
+    if not base.startswith("http"):
+        return None
+    return StatsProbe(base, args.model, args.model_version)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.compare:
+        a, b = (json.loads(p.read_text()) for p in args.compare)
+        print("\n".join(compare(a, b)))
+        return 0
+    if not args.url:
+        raise SystemExit("a target URL is needed (or --compare A.json B.json)")
+    stability = None
+    if args.measurement_interval:
+        stability = Stability(
+            args.measurement_interval / 1000, args.stability_percentage / 100, args.max_windows
+        )
     target = _target(args)
     result = asyncio.run(
-        run(target, _pattern(args), args.duration, args.warmup, args.max_in_flight)
+        run(
+            target,
+            _pattern(args),
+            args.duration,
+            args.warmup,
+            args.max_in_flight,
+            stability,
+            _probe(args),
+        )
     )
     result["batch_size"] = args.batch_size
     result["items_per_second"] = result["throughput_rps"] * args.batch_size

@@ -54,6 +54,15 @@ class Recorder:
         self.service.record_value(max(1, int((done - sent) * 1e6)))
         self.lag.record_value(max(1, int((sent - intended) * 1e6)))
 
+    def merge(self, other: Recorder) -> None:
+        self.latency.add(other.latency)
+        self.service.add(other.service)
+        self.lag.add(other.lag)
+        self.errors.update(other.errors)
+        for kind, kept in other.samples.items():
+            self.samples.setdefault(kind, []).extend(kept[: 3 - len(self.samples[kind])])
+        self.completed += other.completed
+
     def error(self, kind: str, detail: str) -> None:
         self.errors[kind] += 1
         kept = self.samples.setdefault(kind, [])

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
+from conveyor.bench.server_stats import StatsProbe
 from conveyor.bench.targets import Target, TargetError
 
 
@@ -36,21 +37,69 @@ async def _one(target: Target, rec: Recorder, intended: float, end: float) -> No
         rec.ok(intended, sent, done)
 
 
+@dataclass(frozen=True)
+class Stability:
+    """perf_analyzer's rule: measure in windows of `window_s`; the result is stable when
+    the last 3 windows agree within ±`tolerance` in throughput and in p99 latency.
+    Otherwise measure more windows, up to `max_windows`, then report it as unstable."""
+
+    window_s: float = 5.0
+    tolerance: float = 0.10
+    max_windows: int = 10
+
+
+def _window_stats(rec: Recorder, window_s: float) -> dict[str, float]:
+    p99 = rec.latency.get_value_at_percentile(99) / 1000 if rec.completed else 0.0
+    return {"throughput_rps": rec.completed / window_s, "p99_ms": p99}
+
+
+def _agree(values: list[float], tolerance: float) -> bool:
+    mean = sum(values) / len(values)
+    return mean > 0 and all(abs(v - mean) <= tolerance * mean for v in values)
+
+
 async def run(
     target: Target,
     pattern: Pattern,
     duration_s: float,
     warmup_s: float = 0.0,
     max_in_flight: int = 1000,
+    stability: Stability | None = None,
+    probe: StatsProbe | None = None,
 ) -> dict[str, Any]:
+    """Warm up, then measure for `duration_s` (or, with `stability`, in windows until
+    3 agree); the result covers the measured time only (the last 3 windows)."""
     await target.open()
+    windows: list[dict[str, float]] = []
+    stable = None
     try:
         if warmup_s and not isinstance(pattern, FixedCount):
             await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
-        rec = Recorder()
+        before = await probe.snapshot() if probe else None
         cpu0, t0 = time.process_time(), time.perf_counter()
-        elapsed = await _drive(target, pattern, duration_s, rec, max_in_flight)
+        if stability is None or isinstance(pattern, FixedCount):
+            rec = Recorder()
+            elapsed = await _drive(target, pattern, duration_s, rec, max_in_flight)
+        else:
+            recs: list[Recorder] = []
+            stable = False
+            while len(recs) < stability.max_windows:
+                recs.append(Recorder())
+                await _drive(target, pattern, stability.window_s, recs[-1], max_in_flight)
+                windows.append(_window_stats(recs[-1], stability.window_s))
+                last = windows[-3:]
+                if len(last) == 3 and all(
+                    _agree([w[k] for w in last], stability.tolerance)
+                    for k in ("throughput_rps", "p99_ms")
+                ):
+                    stable = True
+                    break
+            rec = recs[-3] if len(recs) >= 3 else recs[0]
+            for other in recs[-2:] if len(recs) >= 3 else recs[1:]:
+                rec.merge(other)
+            elapsed = stability.window_s * min(3, len(recs))
         cpu = (time.process_time() - cpu0) / max(time.perf_counter() - t0, 1e-9)
+        after = await probe.snapshot() if probe else None
     finally:
         await target.close()
     spec = {"kind": type(pattern).__name__, **asdict(pattern)}
@@ -58,7 +107,17 @@ async def run(
         spec["times"] = len(pattern.times)
     result = to_json(rec, target.name, spec, elapsed)
     result["client_cpu"] = round(cpu, 3)
+    result["windows"] = windows
+    if probe is not None:
+        mean = result["latency_ms"].get("mean")
+        result["server"] = StatsProbe.breakdown(before, after, mean)
+    result["stable"] = stable
     result["warnings"] = _warnings(result)
+    if stable is False:
+        result["warnings"].append(
+            f"unstable: no 3 consecutive windows agreed within ±{stability.tolerance:.0%} "  # type: ignore[union-attr]
+            f"in {len(windows)} windows; the figures are the last 3 windows'"
+        )
     return result
 
 

@@ -205,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--max-windows", type=int, default=10)
     b.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="generator processes sharing the load; results merged exactly",
+    )
+    b.add_argument(
         "--compare",
         nargs=2,
         type=Path,
@@ -226,6 +232,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "bench":
         from conveyor.bench.cli import main as bench_main
 

@@ -167,3 +167,27 @@ def test_compare_gives_a_verdict_only_beyond_the_noise() -> None:
     assert "within noise" in compare(res(1000, 0.2), res(1100, 0.2))[0]
     no_windows = {"throughput_rps": 1.0, "latency_ms": {"p99": 1.0}}
     assert "no verdict" in compare(no_windows, no_windows)[0]
+
+
+def test_worker_arguments_split_the_load() -> None:
+    from conveyor.bench.workers import _split_args
+
+    argv = ["http://x", "--concurrency", "5", "--rate", "300", "--workers", "2", "--seed", "7"]
+    assert _split_args(argv, 2, 0) == [
+        "http://x",
+        "--concurrency",
+        "3",
+        "--rate",
+        "150",
+        "--seed",
+        "7",
+    ]
+    assert _split_args(argv, 2, 1) == [
+        "http://x",
+        "--concurrency",
+        "2",
+        "--rate",
+        "150",
+        "--seed",
+        "8",
+    ]

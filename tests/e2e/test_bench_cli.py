@@ -128,3 +128,36 @@ def test_bench_server_breakdown_windows_and_compare(server: ServerProcess, tmp_p
         timeout=30,
     )
     assert proc.returncode == 0 and "throughput req/s" in proc.stdout
+
+
+def test_several_generator_processes_merge(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "merged.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "bench",
+            f"http://{server.url}",
+            "--model",
+            "simple",
+            "--concurrency",
+            "4",
+            "--workers",
+            "2",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["workers"] == 2 and result["pattern"]["concurrency"] == 4
+    assert result["completed"] > 20 and result["errors"] == {}
+    assert result["latency_ms"]["p50"] > 0

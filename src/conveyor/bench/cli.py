@@ -31,6 +31,7 @@ from conveyor.bench.targets import (
     v2_body,
     v2_inputs,
 )
+from conveyor.bench.workers import run_workers
 
 
 def _metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,6 +173,12 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.url:
         raise SystemExit("a target URL is needed (or --compare A.json B.json)")
+    if args.workers > 1:
+        if args.measurement_interval:
+            raise SystemExit("--workers with --measurement-interval is not supported yet")
+        argv = args.argv[args.argv.index("bench") + 1 :]
+        result = run_workers(argv, args.workers)
+        return _finish(result, args)
     stability = None
     if args.measurement_interval:
         stability = Stability(
@@ -189,6 +196,10 @@ def main(args: argparse.Namespace) -> int:
             _probe(args),
         )
     )
+    return _finish(result, args)
+
+
+def _finish(result: dict[str, Any], args: argparse.Namespace) -> int:
     result["batch_size"] = args.batch_size
     result["items_per_second"] = result["throughput_rps"] * args.batch_size
     _print(result)

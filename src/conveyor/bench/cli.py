@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import urllib.request
+from collections.abc import Coroutine
 from typing import Any
 
 from conveyor.bench.compare import compare
@@ -185,7 +186,7 @@ def main(args: argparse.Namespace) -> int:
             args.measurement_interval / 1000, args.stability_percentage / 100, args.max_windows
         )
     target = _target(args)
-    result = asyncio.run(
+    result = _run_loop(
         run(
             target,
             _pattern(args),
@@ -210,3 +211,12 @@ def _finish(result: dict[str, Any], args: argparse.Namespace) -> int:
     if args.csv:
         _csv(args.csv, result, args)
     return 0 if not result["errors"] else 1 if result["completed"] == 0 else 0
+
+
+def _run_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """uvloop where installed: a leaner client loop measures the server more closely."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from conveyor.dataplane import DataPlane
 from conveyor.grpc import inference_pb2_grpc as pb_grpc
-from conveyor.grpc.service import InferenceService
+from conveyor.grpc.service import InferenceService, run_on
 
 log = logging.getLogger("conveyor.grpc")
 
@@ -59,9 +59,7 @@ class GrpcServer:
         self._thread: threading.Thread | None = None
 
     async def _on_grpc_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+        return await run_on(self._loop, coro)
 
     async def start(self) -> None:
         home = asyncio.get_running_loop()

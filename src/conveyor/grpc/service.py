@@ -29,6 +29,13 @@ Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
+async def run_on(loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` on `loop`, hopping threads when it is not the running loop's."""
+    if loop is None or loop is asyncio.get_running_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
 def status_of(exc: ConveyorError) -> grpc.StatusCode:
     code: grpc.StatusCode = getattr(grpc.StatusCode, GRPC_CODES.get(exc.status, "INTERNAL"))
     return code
@@ -62,9 +69,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.home = home  # the data plane's loop; gRPC may run on another one
 
     async def _on_home(self, coro: Coroutine[Any, Any, T]) -> T:
-        if asyncio.get_running_loop() is self.home:
-            return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.home))
+        return await run_on(self.home, coro)
 
     @_rpc
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:

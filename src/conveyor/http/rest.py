@@ -34,7 +34,7 @@ from conveyor.errors import (
     NotFoundError,
     UnavailableError,
 )
-from conveyor.http.server import HttpRequest, HttpResponse, error_response
+from conveyor.http.server import HttpRequest, HttpResponse, error_response, json_response
 from conveyor.http.tfserving import TfServingApp
 from conveyor.protocol import v2
 from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
@@ -43,10 +43,6 @@ log = logging.getLogger("conveyor.http")
 
 HEADER_LENGTH = "inference-header-content-length"
 _OK_EMPTY = HttpResponse(200, [], "text/plain")
-
-
-def _json(value: Any) -> HttpResponse:
-    return HttpResponse(200, [orjson.dumps(value)])
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
@@ -92,14 +88,14 @@ class RestApp:
             raise NotFoundError(f"no route for {request.path}")
         if len(parts) == 2:
             _method(request, "GET")
-            return _json(self.dataplane.server_metadata())
+            return json_response(self.dataplane.server_metadata())
         section = parts[2]
         if section == "health" and len(parts) == 4:
             _method(request, "GET")
             return self._health(parts[3])
         if section == "models" and parts[3:] == ["stats"]:
             _method(request, "GET")
-            return _json({"model_stats": self.dataplane.statistics()})
+            return json_response({"model_stats": self.dataplane.statistics()})
         if section == "models" and len(parts) >= 4:
             return await self._model(request, parts[3:])
         if section == "logging" and len(parts) == 3:
@@ -119,7 +115,7 @@ class RestApp:
             rows = self.dataplane.repository_index()
             if body.get("ready"):
                 rows = [r for r in rows if r["state"] == "READY"]
-            return _json(rows)
+            return json_response(rows)
         if len(rest) == 3 and rest[0] == "models" and rest[2] == "routing":
             _method(request, "POST")
             body = _body(request)
@@ -152,14 +148,16 @@ class RestApp:
                     raise InvalidRequestError(str(exc)) from None
             if "access_log" in body:
                 self.dataplane.access_log = bool(body["access_log"])
-        return _json({"log_level": logs.get_level(), "access_log": self.dataplane.access_log})
+        return json_response(
+            {"log_level": logs.get_level(), "access_log": self.dataplane.access_log}
+        )
 
     def _cuda_shared_memory(self, request: HttpRequest, rest: list[str]) -> HttpResponse:
         """Not supported: no region to list or unregister; registering fails."""
         action = rest[-1] if rest else ""
         if action == "status":
             _method(request, "GET")
-            return _json([])
+            return json_response([])
         if action == "unregister":
             _method(request, "POST")
             return _OK_EMPTY
@@ -175,7 +173,7 @@ class RestApp:
         shm = self.dataplane.shm
         if action == "status":
             _method(request, "GET")
-            return _json(list(shm.status(region).values()))
+            return json_response(list(shm.status(region).values()))
         if action == "register" and region:
             _method(request, "POST")
             body = _body(request)
@@ -209,7 +207,7 @@ class RestApp:
             rest = [rest[0], *rest[3:]]
         if len(rest) == 1:
             _method(request, "GET")
-            return _json(self.dataplane.model_metadata(name, version))
+            return json_response(self.dataplane.model_metadata(name, version))
         if len(rest) != 2:
             raise NotFoundError(f"no route for {request.path}")
         action = rest[1]
@@ -223,10 +221,10 @@ class RestApp:
             return _OK_EMPTY
         if action == "config":
             _method(request, "GET")
-            return _json(self.dataplane.model_config(name, version))
+            return json_response(self.dataplane.model_config(name, version))
         if action == "stats":
             _method(request, "GET")
-            return _json({"model_stats": self.dataplane.statistics(name, version)})
+            return json_response({"model_stats": self.dataplane.statistics(name, version)})
         raise NotFoundError(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:

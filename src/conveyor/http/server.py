@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
 import httptools
 import orjson
@@ -48,6 +49,10 @@ class HttpResponse:
 App = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+def json_response(value: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(status, [orjson.dumps(value)])
 
 
 def error_response(

@@ -13,12 +13,8 @@ import orjson
 
 from conveyor.dataplane import DataPlane
 from conveyor.errors import InvalidRequestError, MethodNotAllowedError, NotFoundError
-from conveyor.http.server import HttpRequest, HttpResponse
+from conveyor.http.server import HttpRequest, HttpResponse, json_response
 from conveyor.protocol import tfserving
-
-
-def _json(value: Any) -> HttpResponse:
-    return HttpResponse(200, [orjson.dumps(value)])
 
 
 class TfServingApp:
@@ -47,9 +43,9 @@ class TfServingApp:
         if request.method != "GET":
             raise MethodNotAllowedError(f"{request.method} is not allowed on {request.path}")
         if rest == ["metadata"]:
-            return _json(self._metadata(name, version))
+            return json_response(self._metadata(name, version))
         if not rest:
-            return _json(self._status(name, version))
+            return json_response(self._status(name, version))
         raise NotFoundError(f"no route for {request.path}")
 
     def _status(self, name: str, version: str) -> dict[str, Any]:
@@ -110,4 +106,4 @@ class TfServingApp:
         inputs = [tfserving.TensorInfo(t["name"], t["datatype"]) for t in meta["inputs"]]
         infer_request, row_format = tfserving.decode_predict(doc, name, version, inputs)
         response = await self.dataplane.infer(infer_request)
-        return _json(tfserving.encode_predict(response.outputs, row_format))
+        return json_response(tfserving.encode_predict(response.outputs, row_format))

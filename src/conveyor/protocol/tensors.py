@@ -8,6 +8,7 @@ BYTES elements are each a 4-byte little-endian length followed by the bytes.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +66,23 @@ def to_bytes(arr: np.ndarray) -> Chunk:
             parts.append(b)
         return b"".join(parts)
     return np.ascontiguousarray(arr).data.cast("B")
+
+
+_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}  # JSON value kinds each dtype accepts
+
+
+def numeric_from_json(name: str, datatype: str, data: Any) -> np.ndarray:
+    """Parsed JSON numbers (nested lists) as `datatype`, refusing values of another kind
+    (strings for FP32, fractions for INT32, ...) instead of coercing them."""
+    dtype = V2_TO_NUMPY[datatype]
+    try:
+        raw = np.array(data)
+    except ValueError:
+        raise InvalidRequestError(f"input '{name}': data is ragged or malformed") from None
+    if raw.size and raw.dtype.kind not in _KINDS[dtype.kind]:
+        got = "strings" if raw.dtype.kind in "US" else f"{raw.dtype.kind!r}-kind values"
+        raise InvalidRequestError(
+            f"input '{name}': expected {datatype} values; {datatype} cannot hold {got} "
+            f"(first value {raw.reshape(-1)[0]!r})"
+        )
+    return raw.astype(dtype, copy=False)

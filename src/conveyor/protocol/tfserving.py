@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.datatypes import V2_TO_NUMPY
 from conveyor.errors import InvalidRequestError
+from conveyor.protocol.tensors import numeric_from_json
 from conveyor.types import InferRequest
 
-_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 DT_NAMES = {
     "BOOL": "DT_BOOL",
     "UINT8": "DT_UINT8",
@@ -69,16 +68,7 @@ def _array(info: TensorInfo, value: Any) -> np.ndarray:
         if arr.size and not all(isinstance(x, bytes) for x in arr.reshape(-1)):
             raise InvalidRequestError(f"input '{info.name}': expected strings or b64 values")
         return arr
-    try:
-        raw = np.array(value)
-    except ValueError:
-        raise InvalidRequestError(f"input '{info.name}': ragged or malformed values") from None
-    dtype = V2_TO_NUMPY[info.datatype]
-    if raw.size and raw.dtype.kind not in _KINDS[dtype.kind]:
-        raise InvalidRequestError(
-            f"input '{info.name}': expected {info.datatype} values, got {raw.dtype.kind!r}-kind"
-        )
-    return raw.astype(dtype, copy=False)
+    return numeric_from_json(info.name, info.datatype, value)
 
 
 def decode_predict(

@@ -20,11 +20,9 @@ import orjson
 
 from conveyor.datatypes import V2_TO_NUMPY, v2_datatype
 from conveyor.errors import InvalidRequestError
-from conveyor.protocol.tensors import count, from_bytes, to_bytes
+from conveyor.protocol.tensors import count, from_bytes, numeric_from_json, to_bytes
 from conveyor.sharedmem import ShmRef
 from conveyor.types import Chunk, InferRequest, InferResponse, RequestedOutput
-
-_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}  # JSON value kinds each dtype accepts
 
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
@@ -63,18 +61,7 @@ def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
     else:
-        dtype = V2_TO_NUMPY[datatype]
-        try:
-            raw = np.array(data)
-        except ValueError:
-            raise InvalidRequestError(f"input '{name}': data is ragged or malformed") from None
-        if raw.size and raw.dtype.kind not in _KINDS[dtype.kind]:
-            got = "strings" if raw.dtype.kind in "US" else f"{raw.dtype.kind!r}-kind values"
-            raise InvalidRequestError(
-                f"input '{name}': datatype {datatype} cannot hold {got} "
-                f"(first value {raw.reshape(-1)[0]!r})"
-            )
-        arr = raw.astype(dtype, copy=False)
+        arr = numeric_from_json(name, datatype, data)
     if arr.size != count(shape):
         raise InvalidRequestError(
             f"input '{name}': shape {list(shape)} needs {count(shape)} elements, "

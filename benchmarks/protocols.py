@@ -7,7 +7,10 @@
    concurrency 1 and 8, HTTP and gRPC: infer/s ratio and p99 ratio.
    Target (issue #3): Conveyor >= Triton on throughput, <= on p99.
 
-    python benchmarks/protocols.py [--no-triton] [--interval-ms 3000]
+Conveyor runs once per `--grpc-front` layout (default: process, then thread), so the
+gain of the front process shows as a before/after inside one run.
+
+    python benchmarks/protocols.py [--no-triton] [--interval-ms 3000] [--fronts process]
 """
 
 from __future__ import annotations
@@ -72,16 +75,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--no-triton", action="store_true")
     p.add_argument("--interval-ms", type=int, default=3000)
+    p.add_argument("--fronts", default="process,thread", help="--grpc-front layouts to run")
     args = p.parse_args()
     source = demo_repo()
     repo = model_repo("protocols", {"linear": ("linear", LINEAR)}, source)
     results: dict[tuple[str, str], list[dict[str, str]]] = {}
-    server = conveyor_server(repo)
-    try:
-        results[("conveyor", "http")] = perf_analyzer(server.url, "http", args.interval_ms)
-        results[("conveyor", "grpc")] = perf_analyzer(server.grpc_url, "grpc", args.interval_ms)
-    finally:
-        server.stop()
+    fronts = args.fronts.split(",")
+    for front in fronts:
+        name = "conveyor" if front == fronts[0] else f"conv/{front}"
+        server = conveyor_server(repo, "--grpc-front", front)
+        try:
+            results[(name, "http")] = perf_analyzer(server.url, "http", args.interval_ms)
+            results[(name, "grpc")] = perf_analyzer(server.grpc_url, "grpc", args.interval_ms)
+        finally:
+            server.stop()
     if not args.no_triton:
         from peers.triton import HTTP_PORT, start_triton
 
@@ -97,7 +104,8 @@ def main() -> None:
             triton.stop()
 
     print(
-        f"\n{'server':<10}{'proto':<6}{'conc':>5}{'infer/s':>10}{'p50 us':>9}{'p99 us':>9}"
+        f"\n(conveyor = --grpc-front {fronts[0]})\n"
+        f"{'server':<14}{'proto':<6}{'conc':>5}{'infer/s':>10}{'p50 us':>9}{'p99 us':>9}"
         f"{'queue':>7}{'infer':>7}"
     )
     table: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -105,7 +113,7 @@ def main() -> None:
         for r in rows:
             table[(name, proto, r["Concurrency"])] = r
             print(
-                f"{name:<10}{proto:<6}{r['Concurrency']:>5}{float(r['Inferences/Second']):>10.0f}"
+                f"{name:<14}{proto:<6}{r['Concurrency']:>5}{float(r['Inferences/Second']):>10.0f}"
                 f"{r['p50 latency']:>9}{r['p99 latency']:>9}{r['Server Queue']:>7}"
                 f"{r['Server Compute Infer']:>7}"
             )
@@ -113,6 +121,15 @@ def main() -> None:
     if g and h:
         ratio = float(g["Inferences/Second"]) / float(h["Inferences/Second"])
         print(f"\nconveyor gRPC / HTTP binary at 8 clients: {ratio:.2f}")
+    for front in fronts[1:]:
+        for conc in ("1", "8"):
+            a, b = table.get(("conveyor", "grpc", conc)), table.get((f"conv/{front}", "grpc", conc))
+            if a and b:
+                print(
+                    f"gRPC --grpc-front {fronts[0]} / {front} c={conc}: throughput x"
+                    f"{float(a['Inferences/Second']) / float(b['Inferences/Second']):.2f}, "
+                    f"p99 x{int(a['p99 latency']) / int(b['p99 latency']):.2f}"
+                )
     for proto in ("http", "grpc"):
         for conc in ("1", "8"):
             c, t = table.get(("conveyor", proto, conc)), table.get(("triton", proto, conc))

@@ -56,12 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve KServe V2 gRPC (default true)",
     )
     s.add_argument(
-        "--grpc-event-loop",
-        choices=["own", "shared"],
-        default="own",
-        help="own (default): gRPC on its own event loop thread, fair to HTTP under mixed "
-        "load; shared: on the HTTP loop, about 30%% faster gRPC alone but starved by HTTP "
-        "load",
+        "--grpc-front",
+        choices=["process", "thread", "loop"],
+        default="process",
+        help="where gRPC is served. process (default): a front process of its own that "
+        "forwards calls to this one, fair to HTTP under mixed load and on a second core; "
+        "thread: an event loop thread in this process (shares the GIL: HTTP keeps ~30%% of "
+        "its rate under mixed load); loop: on the HTTP loop (gRPC starved by HTTP load)",
     )
     s.add_argument(
         "--metrics-port",
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         allow_grpc=args.allow_grpc,
-        grpc_own_loop=args.grpc_event_loop == "own",
+        grpc_front=args.grpc_front,
         metrics_port=args.metrics_port,
         allow_metrics=args.allow_metrics,
         access_log=args.access_log,

@@ -33,7 +33,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+_format = "text"
+
+
 def configure(level: str, fmt: str = "text") -> None:
+    global _format
+    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -48,6 +53,11 @@ def set_level(level: str) -> None:
     if level.lower() not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
     logging.getLogger().setLevel(level.upper())
+
+
+def current_format() -> str:
+    """text or json: what `configure` was given (passed on to helper processes)."""
+    return _format
 
 
 def get_level() -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.dataplane import DataPlane
+from conveyor.grpc.process import GrpcFrontProcess
 from conveyor.grpc.server import GrpcServer
 from conveyor.http.rest import RestApp
 from conveyor.http.server import HttpRequest, HttpResponse, HttpServer, error_response
@@ -35,7 +36,7 @@ class ServerOptions:
     http_port: int = 8000
     grpc_port: int = 8001
     allow_grpc: bool = True
-    grpc_own_loop: bool = True  # see grpc/server.py: fairness under mixed load
+    grpc_front: str = "process"  # process | thread | loop: see grpc/process.py, grpc/server.py
     metrics_port: int = 8002
     access_log: bool = False
     allow_metrics: bool = True
@@ -71,17 +72,23 @@ class Server:
             if options.allow_metrics
             else None
         )
-        self.grpc = (
-            GrpcServer(
+        self.grpc: GrpcServer | GrpcFrontProcess | None = None
+        if options.allow_grpc and options.grpc_front == "process":
+            self.grpc = GrpcFrontProcess(
                 self.dataplane,
                 options.host,
                 options.grpc_port,
                 options.max_request_bytes,
-                same_loop=not options.grpc_own_loop,
+                options.exit_timeout_secs,
             )
-            if options.allow_grpc
-            else None
-        )
+        elif options.allow_grpc:
+            self.grpc = GrpcServer(
+                self.dataplane,
+                options.host,
+                options.grpc_port,
+                options.max_request_bytes,
+                same_loop=options.grpc_front == "loop",
+            )
 
     async def _metrics_app(self, request: HttpRequest) -> HttpResponse:
         if request.path.rstrip("/") != "/metrics":
@@ -111,7 +118,14 @@ class Server:
         log.info("HTTP (KServe V2 REST) listening on %s:%d", self.options.host, self.http.port)
         if self.grpc is not None:
             await self.grpc.start()
-            log.info("gRPC (KServe V2) listening on %s:%d", self.options.host, self.grpc.port)
+            where = (
+                f"front process pid {self.grpc.pid}"
+                if isinstance(self.grpc, GrpcFrontProcess)
+                else f"{self.options.grpc_front} in this process"
+            )
+            log.info(
+                "gRPC (KServe V2) listening on %s:%d (%s)", self.options.host, self.grpc.port, where
+            )
         if self.metrics is not None:
             self.gpus.start()
             await self.metrics.start()

@@ -1,9 +1,11 @@
 """A small closed-loop load generator for the fairness test, run as its own process:
 
-    python -m tests.e2e.loadgen http|grpc HOST:PORT SECONDS CONCURRENCY
+    python -m tests.e2e.loadgen http|grpc HOST:PORT START SECONDS CONCURRENCY
 
-Sends `linear` requests (1x256 FP32, binary/raw tensors) and prints one JSON line:
-{"count": completed requests, "errors": n, "p99_ms": ...}. Bounded in time; loopback only.
+Connects, waits for the wall-clock time START (so several generator processes measure
+the same window, whatever their start-up times), sends `linear` requests (1x256 FP32,
+binary/raw tensors) for SECONDS and prints one JSON line: {"count": completed requests,
+"errors": n, "p99_ms": ..., "rate": ...}. Bounded in time; loopback only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ import numpy as np
 X = np.random.default_rng(0).random((1, 256), dtype=np.float32)
 
 
-async def http_worker(host: str, port: int, stop: float, lat: list[float]) -> int:
+async def wait_until(start: float) -> None:
+    await asyncio.sleep(max(0.0, start - time.time()))
+
+
+async def http_worker(host: str, port: int, start: float, stop: float, lat: list[float]) -> int:
     header = json.dumps(
         {
             "inputs": [
@@ -38,10 +44,13 @@ async def http_worker(host: str, port: int, stop: float, lat: list[float]) -> in
     ).encode() + body
     reader, writer = await asyncio.open_connection(host, port)
     errors = 0
-    while time.monotonic() < stop:
+    await wait_until(start)
+    while time.time() < stop:
         t = time.perf_counter()
         writer.write(request)
         status = await reader.readline()
+        if not status:
+            raise ConnectionError("the server closed the connection")
         length = 0
         while (line := await reader.readline()) != b"\r\n":
             if line.lower().startswith(b"content-length:"):
@@ -53,7 +62,7 @@ async def http_worker(host: str, port: int, stop: float, lat: list[float]) -> in
     return errors
 
 
-async def grpc_worker(target: str, stop: float, lat: list[float]) -> int:
+async def grpc_worker(target: str, start: float, stop: float, lat: list[float]) -> int:
     import grpc
 
     from conveyor.grpc import inference_pb2 as pb
@@ -65,7 +74,9 @@ async def grpc_worker(target: str, stop: float, lat: list[float]) -> int:
     errors = 0
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        while time.monotonic() < stop:
+        await channel.channel_ready()
+        await wait_until(start)
+        while time.time() < stop:
             t = time.perf_counter()
             try:
                 await stub.ModelInfer(req)
@@ -75,14 +86,14 @@ async def grpc_worker(target: str, stop: float, lat: list[float]) -> int:
     return errors
 
 
-async def main(kind: str, target: str, seconds: float, concurrency: int) -> None:
+async def main(kind: str, target: str, start: float, seconds: float, concurrency: int) -> None:
     host, port = target.rsplit(":", 1)
-    stop = time.monotonic() + seconds
+    stop = start + seconds
     lat: list[float] = []
     if kind == "http":
-        jobs = [http_worker(host, int(port), stop, lat) for _ in range(concurrency)]
+        jobs = [http_worker(host, int(port), start, stop, lat) for _ in range(concurrency)]
     else:
-        jobs = [grpc_worker(target, stop, lat) for _ in range(concurrency)]
+        jobs = [grpc_worker(target, start, stop, lat) for _ in range(concurrency)]
     errors = sum(await asyncio.gather(*jobs))
     p99 = float(np.percentile(lat, 99) * 1e3) if lat else 0.0
     print(
@@ -91,4 +102,5 @@ async def main(kind: str, target: str, seconds: float, concurrency: int) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+    kind, target, start, seconds, concurrency = sys.argv[1:6]
+    asyncio.run(main(kind, target, float(start), float(seconds), int(concurrency)))

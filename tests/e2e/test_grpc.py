@@ -208,13 +208,14 @@ def test_callback_async_infer(client: grpcclient.InferenceServerClient) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a * 2)  # type: ignore[attr-defined]
 
 
-def test_grpc_on_the_shared_loop(demo_repo: object, tmp_path: object) -> None:
+@pytest.mark.parametrize("front", ["thread", "loop"])
+def test_grpc_in_the_server_process(front: str, demo_repo: object, tmp_path: object) -> None:
     from pathlib import Path
 
     proc = ServerProcess(
         Path(str(demo_repo)),
-        "--grpc-event-loop",
-        "shared",
+        "--grpc-front",
+        front,
         "--model-control-mode",
         "explicit",
         "--load-model",

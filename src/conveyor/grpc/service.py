@@ -18,6 +18,7 @@ from conveyor.dataplane import DataPlane
 from conveyor.errors import GRPC_CODES, ConveyorError, InvalidRequestError
 from conveyor.grpc import inference_pb2 as pb
 from conveyor.grpc import inference_pb2_grpc as pb_grpc
+from conveyor.grpc.streams import as_completed
 from conveyor.protocol import v2_grpc
 from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
 
@@ -118,13 +119,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Requests are served concurrently; each answer (or error) is sent as it is ready,
         carrying its request's id."""
-        done: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
-        pending: set[asyncio.Task[None]] = set()
 
-        async def serve(msg: pb.ModelInferRequest) -> None:
+        async def answer(msg: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
                 response = await self._on_home(self.dataplane.infer(v2_grpc.decode_request(msg)))
-                out = pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
+                return pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
             except ConveyorError as exc:
                 out = pb.ModelStreamInferResponse(error_message=exc.message)
                 out.infer_response.id = msg.id
@@ -133,25 +132,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("internal error in ModelStreamInfer")
                 out = pb.ModelStreamInferResponse(error_message="internal server error")
                 out.infer_response.id = msg.id
-            await done.put(out)
+            return out
 
-        async def read() -> None:
-            async for msg in requests:
-                task = asyncio.ensure_future(serve(msg))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:
-                await asyncio.gather(*pending)
-            await done.put(None)
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while (item := await done.get()) is not None:
-                yield item
-        finally:
-            reader.cancel()
-            for task in pending:
-                task.cancel()
+        async for out in as_completed(requests, answer):
+            yield out
 
     @_rpc
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:

@@ -261,8 +261,10 @@ class HttpServer:
         max_request_bytes: int,
         read_timeout_s: float = 30.0,
         keepalive_timeout_s: float = 60.0,
+        unix_path: str | None = None,
     ) -> None:
         self.app = app
+        self.unix_path = unix_path  # listen on this Unix socket instead of host:port
         self.host = host
         self.port = port
         self.max_request_bytes = max_request_bytes
@@ -275,11 +277,15 @@ class HttpServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024
-        )
-        sock = self._server.sockets[0]
-        self.port = sock.getsockname()[1]
+        if self.unix_path is not None:
+            self._server = await loop.create_unix_server(
+                lambda: _Connection(self), self.unix_path, backlog=1024
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:

@@ -1,0 +1,147 @@
+"""The private link between the gRPC front process and the server process.
+
+Both sides speak HTTP/1.1 over a Unix socket in a private directory: the front sends
+`POST /<package.Service>/<Method>` with the request message exactly as it came off the
+wire (the front never parses it), and the server answers 200 with the serialized reply,
+or with a `grpc-status` header and the message as the body. Every call is handled by the
+same `InferenceService` code as in-process gRPC, so the two layouts cannot drift.
+
+This module holds what both sides share (the method table, the wire rules) and the
+server's side (`BridgeApp`); the front's side is `conveyor.grpc.front`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from conveyor.grpc import inference_pb2_grpc as pb_grpc
+from conveyor.grpc.service import InferenceService
+from conveyor.http.server import HttpRequest, HttpResponse
+
+log = logging.getLogger("conveyor.grpc")
+
+SERVICE = "inference.GRPCInferenceService"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+STATUS_HEADER = "grpc-status"  # present only on failures: the gRPC status code's number
+CONTENT_TYPE = "application/grpc+proto"
+
+
+class _Capture:
+    """Stands in for a grpc server to collect the generated code's method handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for name, handler in handlers.items():
+            self.handlers[f"/{service}/{name}"] = handler
+
+
+def method_handlers(servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
+    """`/inference.GRPCInferenceService/<Method>` -> the generated handler around `servicer`."""
+    capture = _Capture()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, capture)  # type: ignore[no-untyped-call]
+    return capture.handlers
+
+
+def service_methods() -> dict[str, bool]:
+    """Every method's path -> whether it streams (ModelStreamInfer does)."""
+    handlers = method_handlers(pb_grpc.GRPCInferenceServiceServicer())
+    return {path: h.request_streaming or h.response_streaming for path, h in handlers.items()}
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _Context:
+    """The part of `grpc.aio.ServicerContext` that `InferenceService` uses."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *_: Any) -> None:
+        raise _Abort(code, details)
+
+
+def failure(code: grpc.StatusCode, details: str) -> HttpResponse:
+    return HttpResponse(
+        400, [details.encode()], "text/plain; charset=utf-8", {STATUS_HEADER: str(code.value[0])}
+    )
+
+
+@dataclass(slots=True)
+class _Unary:
+    call: Callable[[Any, Any], Any]
+    decode: Callable[[bytes], Any]
+    encode: Callable[[Any], bytes]
+    streaming: bool
+
+
+class BridgeApp:
+    """The server's side: runs each forwarded call on the data plane's loop."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+        self.serving = False  # what grpc.health.v1 answers; kept in step with readiness
+        self.methods: dict[str, _Unary] = {}
+        for path, h in method_handlers(service).items():
+            if h.unary_unary is not None:
+                self.methods[path] = _Unary(
+                    h.unary_unary, h.request_deserializer, h.response_serializer, False
+                )
+            elif h.stream_stream is not None:
+                self.methods[path] = _Unary(
+                    h.stream_stream, h.request_deserializer, h.response_serializer, True
+                )
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == HEALTH_CHECK:
+            return self._health(request.body)
+        method = self.methods.get(request.path)
+        if method is None:
+            return failure(grpc.StatusCode.UNIMPLEMENTED, f"no method {request.path}")
+        try:
+            message = method.decode(request.body)
+        except Exception as exc:  # a malformed message from a client, passed on untouched
+            return failure(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {exc}")
+        try:
+            if method.streaming:
+                # one stream message in, its one answer (or in-stream error) out
+                replies = [r async for r in method.call(_one(message), _Context())]
+                reply = replies[0]
+            else:
+                reply = await method.call(message, _Context())
+        except _Abort as abort:
+            return failure(abort.code, abort.details)
+        except Exception:
+            log.exception("internal error in %s", request.path)
+            return failure(grpc.StatusCode.INTERNAL, "internal server error")
+        return HttpResponse(200, [method.encode(reply)], CONTENT_TYPE)
+
+    def _health(self, body: bytes) -> HttpResponse:
+        service = health_pb2.HealthCheckRequest.FromString(body).service
+        if service not in ("", SERVICE):
+            return failure(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        reply = health_pb2.HealthCheckResponse(status=status)
+        return HttpResponse(200, [reply.SerializeToString()], CONTENT_TYPE)
+
+
+async def _one(message: Any) -> AsyncIterator[Any]:
+    yield message

@@ -1,0 +1,275 @@
+"""The gRPC front process, started and supervised by `conveyor serve` (`--grpc-front
+process`, the default):
+
+    python -m conveyor.grpc.front --upstream SOCKET --host H --port P ...
+
+It listens for gRPC and forwards every call, as the bytes it received, to the server
+process over the bridge (bridge.py); it parses no inference message. grpc's Python
+bindings hold the GIL for most of their ~0.7 ms per call on this machine: in a process
+of its own that cost no longer takes turns with the HTTP server's loop, so neither
+protocol starves the other, and the two run on two cores.
+
+Prints `listening PORT` on stdout once serving; exits on SIGTERM/SIGINT after finishing
+in-flight calls (bounded by --exit-timeout-secs), and when its parent process is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httptools
+
+from conveyor import logs
+from conveyor.grpc import inference_pb2 as pb
+from conveyor.grpc.bridge import (
+    CONTENT_TYPE,
+    HEALTH_CHECK,
+    STATUS_HEADER,
+    service_methods,
+)
+from conveyor.grpc.streams import as_completed
+
+log = logging.getLogger("conveyor.grpc")
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class UpstreamError(Exception):
+    """The server process did not answer (it is restarting, or gone)."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the server process; one call at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.status_header: str | None = None
+        self.body: list[bytes] = []
+        self.header_name = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(UpstreamError("connection to the server process lost"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_exception(UpstreamError(f"bad answer from the server: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == STATUS_HEADER.encode():
+            self.status_header = value.decode()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        code = -1 if self.status_header is None else int(self.status_header)
+        body = b"".join(self.body)
+        self.body, self.status_header = [], None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((code, body))
+
+    async def call(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """(-1, reply) on success, else (gRPC status code, message)."""
+        if self.transport is None:
+            raise UpstreamError("connection to the server process closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: conveyor\r\ncontent-type: {CONTENT_TYPE}\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.transport.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            self.transport.write(body)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+
+class Upstream:
+    """A pool of connections to the server process's bridge socket."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.idle: list[_Connection] = []
+
+    async def call(self, path: str, body: bytes) -> tuple[int, bytes]:
+        conn = self.idle.pop() if self.idle else await self._connect()
+        try:
+            result = await conn.call(path, body)
+        except BaseException:
+            if conn.transport is not None:  # its answer may still come: never reuse it
+                conn.transport.close()
+            raise
+        self.idle.append(conn)
+        return result
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_unix_connection(_Connection, self.path)
+        except OSError as exc:
+            raise UpstreamError(f"cannot reach the server process: {exc}") from exc
+        return conn
+
+    def close(self) -> None:
+        for conn in self.idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self.idle.clear()
+
+
+class Front:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def _forward(self, path: str, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            code, reply = await self.upstream.call(path, body)
+        except UpstreamError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise AssertionError("unreachable: abort raises") from exc
+        if code >= 0:
+            await context.abort(_CODES.get(code, grpc.StatusCode.UNKNOWN), reply.decode())
+        return reply
+
+    def unary(self, path: str) -> Any:
+        async def handler(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return await self._forward(path, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(handler)
+
+    def stream(self, path: str) -> Any:
+        """ModelStreamInfer: messages are forwarded concurrently, each answer sent as ready."""
+
+        async def handler(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            async def answer(message: bytes) -> bytes:
+                try:
+                    code, reply = await self.upstream.call(path, message)
+                except UpstreamError as exc:
+                    code, reply = grpc.StatusCode.UNAVAILABLE.value[0], str(exc).encode()
+                if code >= 0:
+                    error = pb.ModelStreamInferResponse(error_message=reply.decode())
+                    return error.SerializeToString()
+                return reply
+
+            async for reply in as_completed(requests, answer):
+                yield reply
+
+        return grpc.stream_stream_rpc_method_handler(handler)
+
+    def health(self) -> Any:
+        from grpc_health.v1 import health_pb2
+
+        async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return await self._forward(HEALTH_CHECK, request, context)
+
+        async def watch(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+            last = None
+            while True:
+                reply = await self._forward(HEALTH_CHECK, request, context)
+                status = health_pb2.HealthCheckResponse.FromString(reply).status
+                if status != last:
+                    last = status
+                    yield reply
+                await asyncio.sleep(0.5)
+
+        return grpc.method_handlers_generic_handler(
+            "grpc.health.v1.Health",
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(check),
+                "Watch": grpc.unary_stream_rpc_method_handler(watch),
+            },
+        )
+
+    def handlers(self) -> list[Any]:
+        table: dict[str, Any] = {}
+        for path, streaming in service_methods().items():
+            name = path.rsplit("/", 1)[1]
+            table[name] = self.stream(path) if streaming else self.unary(path)
+        inference = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", table)
+        return [inference, self.health()]
+
+
+async def serve(args: argparse.Namespace) -> int:
+    upstream = Upstream(args.upstream)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", args.max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers(Front(upstream).handlers())
+    try:
+        port = server.add_insecure_port(f"{args.host}:{args.port}")
+    except RuntimeError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening {port}", flush=True)
+
+    async def orphaned() -> None:
+        while os.getppid() == args.parent_pid:
+            await asyncio.sleep(0.5)
+        log.error("gRPC front: the server process is gone; exiting")
+        shutil.rmtree(os.path.dirname(args.upstream), ignore_errors=True)  # it cannot
+        stop.set()
+
+    watcher = loop.create_task(orphaned())
+    await stop.wait()
+    watcher.cancel()
+    await server.stop(args.exit_timeout_secs)
+    upstream.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m conveyor.grpc.front", description=__doc__)
+    p.add_argument("--upstream", required=True, help="the server process's bridge socket")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--exit-timeout-secs", type=float, default=30.0)
+    p.add_argument("--parent-pid", type=int, default=os.getppid())
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-format", default="text")
+    args = p.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    try:
+        import uvloop
+
+        return uvloop.run(serve(args))
+    except ImportError:
+        return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

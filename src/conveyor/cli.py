@@ -166,7 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--body-file", type=Path, help="--protocol http: the request body")
     b.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
-    b.add_argument("--batch-size", type=int, default=1)
+    b.add_argument(
+        "--batch-size",
+        default="1",
+        help="rows per request; a list (1,4,16) or range (start:end[:step]) sweeps it",
+    )
     b.add_argument(
         "--shape",
         action="append",
@@ -174,8 +178,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INPUT:D1,D2,...",
         help="full shape of an input (for variable dims)",
     )
-    b.add_argument("--concurrency", type=int, default=1, help="closed loop: clients")
-    b.add_argument("--rate", type=float, help="open loop: requests per second")
+    b.add_argument(
+        "--concurrency",
+        default="1",
+        help="closed loop: clients; a list (1,2,4,8) or range (start:end[:step]) sweeps it; "
+        "with --slo, the search's bounds LOW:HIGH",
+    )
+    b.add_argument(
+        "--rate",
+        help="open loop: requests per second; a list or range sweeps it; with --slo, the "
+        "search's bounds LOW:HIGH",
+    )
+    b.add_argument(
+        "--slo",
+        metavar="pXX<=MS",
+        help="search (bisection) for the highest --concurrency or --rate in LOW:HIGH whose "
+        "latency percentile stays at or under MS milliseconds, e.g. p99<=20",
+    )
+    b.add_argument(
+        "--slo-max-errors",
+        type=float,
+        default=0.0,
+        metavar="PERCENT",
+        help="with --slo: the share of failed requests a passing step may have (default 0)",
+    )
+    b.add_argument(
+        "--search-precision",
+        type=float,
+        default=5.0,
+        metavar="PERCENT",
+        help="with --slo over a rate: stop when the bounds are this close (default 5)",
+    )
     b.add_argument("--poisson", action="store_true", help="open loop with Poisson arrivals")
     b.add_argument(
         "--burst", metavar="SIZE:EVERY_S", help="open loop: SIZE requests at once every EVERY_S s"

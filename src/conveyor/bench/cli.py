@@ -20,8 +20,10 @@ from conveyor.bench.patterns import (
     Ramp,
     TraceReplay,
 )
+from conveyor.bench.results import SCHEMA, run_context, sweep_table
 from conveyor.bench.runner import Stability, run
 from conveyor.bench.server_stats import StatsProbe
+from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.bench.targets import (
     CallableTarget,
     GrpcV2Target,
@@ -174,21 +176,67 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.url:
         raise SystemExit("a target URL is needed (or --compare A.json B.json)")
+    try:
+        if args.slo:
+            return _search(args)
+        steps = _steps(args)
+    except ValueError as exc:
+        raise SystemExit(f"conveyor bench: {exc}") from None
+    if len(steps) == 1:
+        result = _measure(steps[0])
+        _finish(result, steps[0])
+        _write(result, args)
+        return _exit_code([result])
+    if args.workers > 1:
+        raise SystemExit("--workers with a sweep is not supported yet: run one step at a time")
+    results = []
+    for step in steps:
+        print(f"--- {_label(step)}")
+        results.append(_measure(step))
+        _finish(results[-1], step)
+    print()
+    print("\n".join(sweep_table(results)))
+    _write(_document(args, results), args)
+    return _exit_code(results)
+
+
+def _steps(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One namespace per step: batch sizes x concurrencies (or rates), scalars each."""
+    batches = parse_values(args.batch_size, integer=True)
+    if args.rate:
+        loads = [("rate", v) for v in parse_values(args.rate, integer=False)]
+    else:
+        loads = [("concurrency", v) for v in parse_values(args.concurrency, integer=True)]
+    steps = []
+    for batch in batches:
+        for key, value in loads:
+            step = argparse.Namespace(**vars(args))
+            step.batch_size = int(batch)
+            step.concurrency = int(value) if key == "concurrency" else 1
+            step.rate = value if key == "rate" else None
+            steps.append(step)
+    return steps
+
+
+def _label(step: argparse.Namespace) -> str:
+    load = f"rate {step.rate:g}/s" if step.rate else f"concurrency {step.concurrency}"
+    return f"batch {step.batch_size}, {load}"
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers > 1:
         if args.measurement_interval:
             raise SystemExit("--workers with --measurement-interval is not supported yet")
         argv = args.argv[args.argv.index("bench") + 1 :]
-        result = run_workers(argv, args.workers)
-        return _finish(result, args)
+        return run_workers(argv, args.workers)
     stability = None
     if args.measurement_interval:
         stability = Stability(
             args.measurement_interval / 1000, args.stability_percentage / 100, args.max_windows
         )
-    target = _target(args)
-    result = _run_loop(
+    return _run_loop(
         run(
-            target,
+            _target(args),
             _pattern(args),
             args.duration,
             args.warmup,
@@ -197,20 +245,67 @@ def main(args: argparse.Namespace) -> int:
             _probe(args),
         )
     )
-    return _finish(result, args)
 
 
-def _finish(result: dict[str, Any], args: argparse.Namespace) -> int:
+def _search(args: argparse.Namespace) -> int:
+    """Bisection for the highest concurrency (or rate) that meets the SLO."""
+    if args.workers > 1:
+        raise SystemExit("--workers with --slo is not supported yet")
+    slo = Slo.parse(args.slo, args.slo_max_errors / 100)
+    over = "rate" if args.rate else "concurrency"
+    integer = over == "concurrency"
+    low, high = parse_bounds(args.rate or args.concurrency, integer)
+    probes: list[dict[str, Any]] = []
+
+    def passes(value: float) -> bool:
+        step = argparse.Namespace(**vars(args))
+        step.batch_size = int(parse_values(args.batch_size, integer=True)[0])
+        step.concurrency = int(value) if integer else 1
+        step.rate = None if integer else value
+        print(f"--- probe {_label(step)}")
+        result = _measure(step)
+        _finish(result, step)
+        ok, why = slo.check(result)
+        print(f"SLO {args.slo}: {'pass' if ok else 'FAIL'} ({why})")
+        probes.append(result | {"slo_pass": ok, "slo_reason": why, over: value})
+        return ok
+
+    best = bisect_max(low, high, passes, integer, args.search_precision / 100)
+    print()
+    print("\n".join(sweep_table(probes)))
+    if best is None:
+        print(f"\nno {over} in [{low:g}, {high:g}] meets {args.slo}: even {low:g} misses it")
+    else:
+        edge = " (the upper bound: raise it to search further)" if best == high else ""
+        print(f"\nhighest {over} meeting {args.slo}: {best:g}{edge}")
+    doc = _document(args, probes)
+    doc["search"] = {"over": over, "slo": args.slo, "low": low, "high": high, "best": best}
+    _write(doc, args)
+    return 0 if best is not None else 1
+
+
+def _document(args: argparse.Namespace, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "kind": "steps", **run_context(vars(args)), "steps": steps}
+
+
+def _exit_code(results: list[dict[str, Any]]) -> int:
+    return 1 if any(r["errors"] and not r["completed"] for r in results) else 0
+
+
+def _finish(result: dict[str, Any], args: argparse.Namespace) -> None:
     result["batch_size"] = args.batch_size
     result["items_per_second"] = result["throughput_rps"] * args.batch_size
+    result.update(run_context(vars(args)))
     _print(result)
     for warning in result["warnings"]:
         print(f"warning: {warning}")
-    if args.output:
-        args.output.write_text(json.dumps(result, indent=1))
     if args.csv:
         _csv(args.csv, result, args)
-    return 0 if not result["errors"] else 1 if result["completed"] == 0 else 0
+
+
+def _write(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.output:
+        args.output.write_text(json.dumps(doc, indent=1))
 
 
 def _run_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:

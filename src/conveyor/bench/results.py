@@ -103,3 +103,59 @@ def merge_histograms(encoded: list[str]) -> HdrHistogram:
         if e:
             h.decode_and_add(base64.b64decode(e))
     return h
+
+
+def environment() -> dict[str, Any]:
+    """Where the generator ran: enough to tell two results' machines apart."""
+    import os
+    import platform
+    import socket
+
+    from conveyor import __version__
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    return {
+        "conveyor": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "hostname": socket.gethostname(),
+    }
+
+
+def run_context(options: dict[str, Any]) -> dict[str, Any]:
+    """The run's configuration (every option, JSON-safe) and its environment."""
+    config = {
+        k: v if isinstance(v, int | float | str | bool | type(None) | list) else str(v)
+        for k, v in options.items()
+    }
+    return {"config": config, "environment": environment()}
+
+
+def sweep_table(results: list[dict[str, Any]]) -> list[str]:
+    """The classic table: one row per step, requests/s and items/s side by side."""
+    head = (
+        f"{'batch':>5} {'conc':>5} {'rate/s':>8} {'req/s':>9} {'items/s':>9} "
+        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}  stable"
+    )
+    rows = [head]
+    for r in results:
+        pattern, lat = r.get("pattern", {}), r.get("latency_ms", {})
+        stable = {True: "yes", False: "NO", None: "-"}[r.get("stable")]
+        rate = pattern.get("rate")
+        rows.append(
+            f"{r.get('batch_size', 1):>5} {pattern.get('concurrency', '-'):>5} "
+            f"{rate if rate is not None else '-':>8} {r['throughput_rps']:>9.1f} "
+            f"{r.get('items_per_second', r['throughput_rps']):>9.1f} "
+            f"{lat.get('p50', 0):>8.3f} {lat.get('p90', 0):>8.3f} {lat.get('p99', 0):>8.3f} "
+            f"{sum(r['errors'].values()):>6}  {stable}"
+        )
+    return rows

@@ -1,0 +1,125 @@
+"""Sweeps and the SLO search: value parsing, the SLO rule, bisection, and a search
+against a real server whose latency grows with load (one request at a time, 10 ms)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
+from conveyor.cli import main
+from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+
+
+def test_values_lists_and_ranges() -> None:
+    assert parse_values("4", integer=True) == [4]
+    assert parse_values("1,2,4,8", integer=True) == [1, 2, 4, 8]
+    assert parse_values("1:4", integer=True) == [1, 2, 3, 4]
+    assert parse_values("100:300:100", integer=False) == [100, 200, 300]
+    for bad in ("0", "x", "4:1", "1:4:0", ""):
+        with pytest.raises(ValueError):
+            parse_values(bad, integer=True)
+    assert parse_bounds("1:64", integer=True) == (1, 64)
+    with pytest.raises(ValueError, match="0 < low < high"):
+        parse_bounds("8:2", integer=True)
+
+
+def result(p99: float, completed: int = 100, errors: int = 0) -> dict[str, object]:
+    return {
+        "completed": completed,
+        "errors": {"http_503": errors} if errors else {},
+        "latency_ms": {"p99": p99},
+    }
+
+
+def test_slo_rule() -> None:
+    slo = Slo.parse("p99<=20")
+    assert (slo.percentile, slo.limit_ms) == ("p99", 20.0)
+    assert slo.check(result(19.9))[0] and not slo.check(result(20.1))[0]
+    assert not slo.check(result(1.0, errors=1))[0]  # errors fail by default
+    assert Slo.parse("p99.9 <= 5ms", 0.05).check(result(1.0, errors=1))[0] is False
+    assert Slo("p99", 20, 0.05).check(result(1.0, errors=2))[0]
+    assert not slo.check(result(1.0, completed=0))[0]
+    with pytest.raises(ValueError):
+        Slo.parse("p99 < fast")
+
+
+def test_bisection_finds_the_edge() -> None:
+    probes: list[float] = []
+
+    def under(limit: float) -> object:
+        def passes(v: float) -> bool:
+            probes.append(v)
+            return v <= limit
+
+        return passes
+
+    assert bisect_max(1, 64, under(13), integer=True) == 13  # type: ignore[arg-type]
+    assert len(probes) <= 2 + 6  # both bounds, then log2(63) halvings
+    assert bisect_max(1, 64, under(100), integer=True) == 64  # type: ignore[arg-type]
+    assert bisect_max(2, 64, under(1), integer=True) is None  # type: ignore[arg-type]
+    best = bisect_max(100, 1000, under(437.0), integer=False, precision=0.01)  # type: ignore[arg-type]
+    assert best is not None and 437.0 * 0.99 <= best <= 437.0
+
+
+class Serial:
+    """One request at a time, 10 ms each: with N clients, latency is about N x 10 ms."""
+
+    def __init__(self) -> None:
+        self.lock: asyncio.Lock | None = None
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.lock = self.lock or asyncio.Lock()
+        async with self.lock:
+            await asyncio.sleep(0.010)
+        return HttpResponse(200, [b"{}"])
+
+
+@pytest.fixture
+def serial_url() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    server = HttpServer(Serial(), "127.0.0.1", 0, 1 << 16)  # type: ignore[arg-type]
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.port}/infer"
+    asyncio.run_coroutine_threadsafe(server.shutdown(1.0), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_search_finds_the_highest_concurrency_under_the_slo(
+    serial_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "search.json"
+    argv = ["bench", serial_url, "--protocol", "http", "--concurrency", "1:8"]
+    argv += ["--slo", "p50<=35", "--duration", "1", "--warmup", "0.2", "--output", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["search"]["best"] == 3  # 3 clients ~30 ms; 4 clients ~40 ms
+    assert doc["schema"] == "conveyor.bench/1" and doc["environment"]["cpu_count"]
+    passed = {p["concurrency"]: p["slo_pass"] for p in doc["steps"]}
+    assert passed[1] and not passed[8]
+    assert "highest concurrency meeting p50<=35: 3" in capsys.readouterr().out
+
+
+def test_sweep_runs_every_step_with_items_per_second(serial_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    argv = ["bench", serial_url, "--protocol", "http", "--concurrency", "1,2"]
+    argv += ["--batch-size", "1,4", "--duration", "0.5", "--warmup", "0", "--output", str(out)]
+    assert main(argv) == 0
+    steps = json.loads(out.read_text())["steps"]
+    assert [(s["batch_size"], s["pattern"]["concurrency"]) for s in steps] == [
+        (1, 1),
+        (1, 2),
+        (4, 1),
+        (4, 2),
+    ]
+    for s in steps:
+        assert s["items_per_second"] == pytest.approx(s["throughput_rps"] * s["batch_size"])

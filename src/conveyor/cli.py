@@ -179,6 +179,21 @@ def _parser() -> argparse.ArgumentParser:
         help="full shape of an input (for variable dims)",
     )
     b.add_argument(
+        "--input-data",
+        default="random",
+        metavar="random|zeros|FILE.json",
+        help="request data: seeded random (default), zeros, or a JSON file (perf_analyzer's "
+        '{"data": [{INPUT: ...}]} or {INPUT: ...})',
+    )
+    b.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="one input from a file: .npy, .json, or an image (resized to the input's H x W; "
+        "needs conveyor[images]); a sample without the batch dim is repeated --batch-size times",
+    )
+    b.add_argument(
         "--concurrency",
         default="1",
         help="closed loop: clients; a list (1,2,4,8) or range (start:end[:step]) sweeps it; "

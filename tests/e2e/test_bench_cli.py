@@ -14,7 +14,14 @@ from tests.e2e.utils import ServerProcess
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("mode", [["--concurrency", "2"], ["--rate", "100", "--poisson"]])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["--concurrency", "2"],
+        ["--rate", "100", "--poisson"],
+        ["--concurrency", "2", "--input-data", "zeros"],
+    ],
+)
 def test_bench_v2_model(server: ServerProcess, tmp_path: Path, mode: list[str]) -> None:
     out = tmp_path / "result.json"
     proc = subprocess.run(

@@ -7,9 +7,11 @@ import asyncio
 import json
 import urllib.request
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from conveyor.bench.compare import compare
+from conveyor.bench.inputs import model_inputs
 from conveyor.bench.patterns import (
     Burst,
     ClosedLoop,
@@ -32,7 +34,6 @@ from conveyor.bench.targets import (
     Target,
     tfserving_body,
     v2_body,
-    v2_inputs,
 )
 from conveyor.bench.workers import run_workers
 
@@ -53,7 +54,18 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
     if not args.model:
         raise SystemExit(f"--model is needed for --protocol {args.protocol}")
     shapes = {s.split(":")[0]: [int(d) for d in s.split(":")[1].split(",")] for s in args.shape}
-    return v2_inputs(_metadata(args), args.batch_size, shapes, args.seed)
+    files = {}
+    for spec in args.input:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--input {spec!r}: expected NAME=PATH")
+        files[name] = Path(path)
+    try:
+        return model_inputs(
+            _metadata(args), args.batch_size, shapes, args.seed, args.input_data, files
+        )
+    except ValueError as exc:
+        raise SystemExit(f"conveyor bench: {exc}") from None
 
 
 def _target(args: argparse.Namespace) -> Target:

@@ -189,33 +189,6 @@ def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[st
     }
 
 
-def v2_inputs(
-    metadata: dict[str, object], batch: int, shapes: dict[str, list[int]], seed: int
-) -> dict[str, np.ndarray]:
-    """Seeded random inputs from V2 model metadata; `shapes` fixes variable dims."""
-    from conveyor.datatypes import V2_TO_NUMPY
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for t in metadata["inputs"]:  # type: ignore[attr-defined]
-        name, datatype, shape = t["name"], t["datatype"], list(t["shape"])
-        if name in shapes:
-            dims = shapes[name]
-        else:
-            dims = [
-                batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(shape)
-            ]
-        if datatype == "BYTES":
-            arr = np.full(dims, b"conveyor", dtype=object)
-        elif datatype == "BOOL":
-            arr = rng.random(dims) < 0.5
-        else:
-            dtype = V2_TO_NUMPY[datatype]
-            arr = (rng.random(dims) * 10).astype(dtype)
-        out[name] = arr
-    return out
-
-
 class GrpcV2Target(Target):
     """KServe V2 gRPC ModelInfer with raw tensors, on one HTTP/2 channel."""
 

@@ -267,6 +267,29 @@ def _parser() -> argparse.ArgumentParser:
         help="compare two results instead of running",
     )
     b.add_argument("--csv", type=Path, help="append a row with perf_analyzer's columns")
+    b.add_argument(
+        "--monitor-pid",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PID",
+        help="report this process's CPU and RSS (with its children), e.g. the server's",
+    )
+    b.add_argument(
+        "--grid-intensity",
+        type=float,
+        default=400.0,
+        metavar="G_PER_KWH",
+        help="grid carbon intensity for carbon per inference (default 400 gCO2e/kWh)",
+    )
+    b.add_argument(
+        "--cpu-watts-per-core",
+        type=float,
+        default=10.0,
+        metavar="W",
+        help="where RAPL cannot be read, energy is estimated as busy CPU seconds x W "
+        "(default 10) and labelled estimated",
+    )
 
     d = sub.add_parser(
         "demo-repo",

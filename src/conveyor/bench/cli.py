@@ -12,6 +12,7 @@ from typing import Any
 
 from conveyor.bench.compare import compare
 from conveyor.bench.inputs import model_inputs
+from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import (
     Burst,
     ClosedLoop,
@@ -163,6 +164,26 @@ def _print(result: dict[str, Any]) -> None:
                 f"{k.removesuffix('_us')} {v:g}" for k, v in server.items() if k.endswith("_us")
             )
         )
+    hw = result.get("hardware")
+    if hw:
+        parts = [f"system CPU {hw['system']['cpu_percent']:g}% ({hw['system']['cpus']} cores)"]
+        for pid, p in hw["processes"].items():
+            parts.append(
+                f"pid {pid} ({p['name']}) CPU {p['cpu_percent']:g}%, RSS max {p['rss_mb_max']} MB"
+            )
+        for g in hw["gpus"]:
+            parts.append(
+                f"GPU{g['index']} {g['util_percent_mean']}% util, {g['memory_used_mb_max']} MB, "
+                f"{g['power_w_mean']} W"
+            )
+        print("hardware: " + "; ".join(parts))
+        e = hw["energy"]
+        if e.get("per_request_j") is not None:
+            print(
+                f"energy ({e['basis']}): {e['per_request_j'] * 1000:.4g} mJ/request, carbon "
+                f"{e['carbon_per_request_mg']:.3g} mg/request at {e['grid_g_per_kwh']:g} "
+                f"gCO2e/kWh [{e['how']}]"
+            )
     if result.get("windows"):
         state = "stable" if result["stable"] else "UNSTABLE"
         print(f"{len(result['windows'])} windows, {state}")
@@ -246,6 +267,10 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         stability = Stability(
             args.measurement_interval / 1000, args.stability_percentage / 100, args.max_windows
         )
+    try:
+        monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)
+    except ValueError as exc:
+        raise SystemExit(f"conveyor bench: {exc}") from None
     return _run_loop(
         run(
             _target(args),
@@ -255,6 +280,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             args.max_in_flight,
             stability,
             _probe(args),
+            monitor,
         )
     )
 
@@ -307,6 +333,10 @@ def _exit_code(results: list[dict[str, Any]]) -> int:
 def _finish(result: dict[str, Any], args: argparse.Namespace) -> None:
     result["batch_size"] = args.batch_size
     result["items_per_second"] = result["throughput_rps"] * args.batch_size
+    energy = result.get("hardware", {}).get("energy", {})
+    if energy.get("per_request_j") is not None:
+        energy["per_item_j"] = energy["per_request_j"] / args.batch_size
+        energy["carbon_per_item_mg"] = energy["carbon_per_request_mg"] / args.batch_size
     result.update(run_context(vars(args)))
     _print(result)
     for warning in result["warnings"]:

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
 from conveyor.bench.server_stats import StatsProbe
@@ -66,6 +67,7 @@ async def run(
     max_in_flight: int = 1000,
     stability: Stability | None = None,
     probe: StatsProbe | None = None,
+    monitor: Monitor | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure for `duration_s` (or, with `stability`, in windows until
     3 agree); the result covers the measured time only (the last 3 windows)."""
@@ -76,10 +78,13 @@ async def run(
         if warmup_s and not isinstance(pattern, FixedCount):
             await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
         before = await probe.snapshot() if probe else None
+        if monitor is not None:
+            monitor.begin()
         cpu0, t0 = time.process_time(), time.perf_counter()
         if stability is None or isinstance(pattern, FixedCount):
             rec = Recorder()
             elapsed = await _drive(target, pattern, duration_s, rec, max_in_flight)
+            measured = rec.completed
         else:
             recs: list[Recorder] = []
             stable = False
@@ -94,11 +99,14 @@ async def run(
                 ):
                     stable = True
                     break
+            measured = sum(r.completed for r in recs)
             rec = recs[-3] if len(recs) >= 3 else recs[0]
             for other in recs[-2:] if len(recs) >= 3 else recs[1:]:
                 rec.merge(other)
             elapsed = stability.window_s * min(3, len(recs))
         cpu = (time.process_time() - cpu0) / max(time.perf_counter() - t0, 1e-9)
+        if monitor is not None:
+            monitor.end()
         after = await probe.snapshot() if probe else None
     finally:
         await target.close()
@@ -111,6 +119,8 @@ async def run(
     if probe is not None:
         mean = result["latency_ms"].get("mean")
         result["server"] = StatsProbe.breakdown(before, after, mean)
+    if monitor is not None:
+        result["hardware"] = monitor.report(measured)  # over all the measured time
     result["stable"] = stable
     result["warnings"] = _warnings(result)
     if stable is False:

@@ -268,6 +268,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--csv", type=Path, help="append a row with perf_analyzer's columns")
     b.add_argument(
+        "--launch",
+        metavar="COMMAND",
+        help="cold start: launch this server command first, time it to ready, its first "
+        "inference and first --cold-requests requests, then measure; stopped at the end",
+    )
+    b.add_argument(
+        "--ready-url",
+        help="with --launch: polled until it answers 200 (default: the V2 server's "
+        "/v2/health/ready, or TF Serving's model status)",
+    )
+    b.add_argument("--launch-timeout", type=float, default=120.0, metavar="S")
+    b.add_argument(
+        "--cold-requests",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --launch: how many first requests (one at a time) to set against the "
+        "steady state (default 100)",
+    )
+    b.add_argument(
         "--monitor-pid",
         type=int,
         action="append",

@@ -168,3 +168,57 @@ def test_several_generator_processes_merge(server: ServerProcess, tmp_path: Path
     assert result["workers"] == 2 and result["pattern"]["concurrency"] == 4
     assert result["completed"] > 20 and result["errors"] == {}
     assert result["latency_ms"]["p50"] > 0
+
+
+BENCH = [sys.executable, "-m", "conveyor.cli", "bench"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_cold_start_launches_times_and_stops_the_server(demo_repo: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    serve = (
+        f"{sys.executable} -m conveyor.cli serve {demo_repo} --host 127.0.0.1 "
+        f"--http-port {port} --grpc-port 0 --metrics-port 0 "
+        "--model-control-mode explicit --load-model simple"
+    )
+    out = tmp_path / "cold.json"
+    url = f"http://127.0.0.1:{port}"
+    options = ["--cold-requests", "20", "--duration", "1", "--warmup", "0.2", "--output", str(out)]
+    proc = subprocess.run(
+        [*BENCH, url, "--model", "simple", "--launch", serve, *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "launched server stopped (exit code 0)" in proc.stdout
+    result = json.loads(out.read_text())
+    cold = result["cold_start"]
+    assert 0 < cold["time_to_ready_s"] < 120
+    assert cold["first_inference_ms"] > 0 and cold["first_n"]["requests"] == 20
+    assert cold["steady"]["p50"] > 0 and cold["first_n_p50_over_steady_p50"] > 0
+    pid = next(iter(result["hardware"]["processes"]))  # the launched server is monitored
+    assert result["hardware"]["processes"][pid]["rss_mb_max"] > 10
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_cold_start_reports_a_server_that_dies(tmp_path: Path) -> None:
+    port = _free_port()
+    launch = f"{sys.executable} -c \"print('no model here'); raise SystemExit(3)\""
+    proc = subprocess.run(
+        [*BENCH, f"http://127.0.0.1:{port}", "--model", "simple", "--launch", launch],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "exited with code 3 before it was ready" in proc.stderr
+    assert "no model here" in proc.stderr

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from conveyor.bench import coldstart
 from conveyor.bench.compare import compare
 from conveyor.bench.inputs import model_inputs
 from conveyor.bench.monitor import Monitor
@@ -209,15 +210,24 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.url:
         raise SystemExit("a target URL is needed (or --compare A.json B.json)")
+    if args.launch:
+        return _with_launch(args)
+    return _bench(args)
+
+
+def _bench(args: argparse.Namespace, cold: dict[str, Any] | None = None) -> int:
     try:
         if args.slo:
-            return _search(args)
+            return _search(args, cold)
         steps = _steps(args)
     except ValueError as exc:
         raise SystemExit(f"conveyor bench: {exc}") from None
     if len(steps) == 1:
         result = _measure(steps[0])
         _finish(result, steps[0])
+        if cold is not None:
+            result["cold_start"] = coldstart.report(steady=result, **cold)
+            _print_cold(result["cold_start"])
         _write(result, args)
         return _exit_code([result])
     if args.workers > 1:
@@ -229,8 +239,62 @@ def main(args: argparse.Namespace) -> int:
         _finish(results[-1], step)
     print()
     print("\n".join(sweep_table(results)))
-    _write(_document(args, results), args)
+    doc = _document(args, results)
+    if cold is not None:
+        doc["cold_start"] = coldstart.report(steady=results[0], **cold)
+        _print_cold(doc["cold_start"])
+    _write(doc, args)
     return _exit_code(results)
+
+
+def _ready_url(args: argparse.Namespace) -> str:
+    if args.ready_url:
+        return str(args.ready_url)
+    base = (args.metadata_url or args.url or "").rstrip("/")
+    if args.protocol == "tfserving" and base.startswith("http"):
+        return f"{base}/v1/models/{args.model}"
+    if args.protocol.startswith("v2") and base.startswith("http"):
+        return f"{base}/v2/health/ready"
+    raise SystemExit("--launch needs --ready-url here (a URL that answers 200 once ready)")
+
+
+def _with_launch(args: argparse.Namespace) -> int:
+    """Cold start: launch, time to ready, first inference and first N requests, then the
+    steady-state measurement asked for; the launched server is stopped at the end."""
+    if args.workers > 1:
+        raise SystemExit("--launch with --workers is not supported yet")
+    launched = coldstart.Launched(args.launch, _ready_url(args), args.launch_timeout)
+    try:
+        try:
+            ready_s = launched.start()
+        except RuntimeError as exc:
+            raise SystemExit(f"conveyor bench: {exc}") from None
+        print(f"cold start: ready in {ready_s:.3f} s (pid {launched.pid})")
+        args.monitor_pid = [*args.monitor_pid, launched.pid]
+        first = _measure(_fixed(args, 1))
+        first_n = _measure(_fixed(args, args.cold_requests))
+        cold = {"time_to_ready_s": ready_s, "first": first, "first_n": first_n}
+        return _bench(args, cold)
+    finally:
+        code = launched.stop()
+        print(f"launched server stopped (exit code {code}); its output: {launched.log_path}")
+
+
+def _fixed(args: argparse.Namespace, requests: int) -> argparse.Namespace:
+    step = _steps(args)[0]
+    step.requests, step.concurrency, step.rate = requests, 1, None
+    step.warmup, step.measurement_interval, step.monitor_pid = 0.0, None, []
+    return step
+
+
+def _print_cold(c: dict[str, Any]) -> None:
+    first_n, steady = c["first_n"], c["steady"]
+    print(
+        f"cold start: ready {c['time_to_ready_s']:.3f} s, first inference "
+        f"{c['first_inference_ms']:.3f} ms; first {first_n.get('requests')} requests p50 "
+        f"{first_n.get('p50', 0):.3f} ms p99 {first_n.get('p99', 0):.3f} ms vs steady p50 "
+        f"{steady.get('p50', 0):.3f} ms (x{c.get('first_n_p50_over_steady_p50', 0):g})"
+    )
 
 
 def _steps(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -285,7 +349,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _search(args: argparse.Namespace) -> int:
+def _search(args: argparse.Namespace, cold: dict[str, Any] | None = None) -> int:
     """Bisection for the highest concurrency (or rate) that meets the SLO."""
     if args.workers > 1:
         raise SystemExit("--workers with --slo is not supported yet")
@@ -318,6 +382,9 @@ def _search(args: argparse.Namespace) -> int:
         print(f"\nhighest {over} meeting {args.slo}: {best:g}{edge}")
     doc = _document(args, probes)
     doc["search"] = {"over": over, "slo": args.slo, "low": low, "high": high, "best": best}
+    if cold is not None:
+        doc["cold_start"] = coldstart.report(steady=probes[0], **cold)
+        _print_cold(doc["cold_start"])
     _write(doc, args)
     return 0 if best is not None else 1
 

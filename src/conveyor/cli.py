@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "url",
         nargs="?",
-        help="http://HOST:PORT (V2 or TF Serving server), HOST:PORT (--protocol v2-grpc), "
+        help="http://HOST:PORT (V2, TF Serving or TorchServe server), HOST:PORT (--protocol "
+        "v2-grpc), "
         "a full URL (--protocol http), python://module:function (in-process), or null://",
     )
     b.add_argument("--model", help="V2 model name")
@@ -157,8 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--protocol",
         default="v2-binary",
-        choices=["v2-binary", "v2-json", "v2-grpc", "tfserving", "http"],
+        choices=["v2-binary", "v2-json", "v2-grpc", "tfserving", "torchserve", "http"],
     )
+    b.add_argument("--method", default="POST", help="--protocol http: the request method")
     b.add_argument(
         "--metadata-url",
         help="where to read the V2 model metadata when the target is not itself a V2 REST "

@@ -78,7 +78,9 @@ def _target(args: argparse.Namespace) -> Target:
     headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
     if args.protocol == "http":
         body = args.body_file.read_bytes() if args.body_file else b""
-        return HttpTarget(args.url, body, headers)
+        return HttpTarget(args.url, body, headers, args.method)
+    if args.protocol == "torchserve":
+        return _torchserve(args, headers)
     inputs = _inputs(args)
     if args.protocol == "v2-grpc":
         return GrpcV2Target(
@@ -98,6 +100,27 @@ def _target(args: argparse.Namespace) -> Target:
     body, extra = v2_body(inputs, binary=args.protocol == "v2-binary")
     target = HttpTarget(f"{base}/v2/models/{args.model}{version}/infer", body, {**extra, **headers})
     target.name = f"v2:{args.model}"
+    return target
+
+
+def _torchserve(args: argparse.Namespace, headers: dict[str, str]) -> Target:
+    """TorchServe's inference API: POST /predictions/{model}[/{version}], the body a file
+    (an image, say: what its default handlers take) or the inputs as JSON."""
+    if not args.model:
+        raise SystemExit("--model is needed for --protocol torchserve")
+    version = f"/{args.model_version}" if args.model_version else ""
+    url = f"{args.url.rstrip('/')}/predictions/{args.model}{version}"
+    if args.body_file:
+        body = args.body_file.read_bytes()
+    elif args.metadata_url:
+        inputs = _inputs(args)
+        doc = {n: a.tolist() for n, a in inputs.items()}
+        body = json.dumps(doc if len(doc) > 1 else next(iter(doc.values()))).encode()
+        headers = {"content-type": "application/json", **headers}
+    else:
+        raise SystemExit("--protocol torchserve needs --body-file, or --metadata-url for inputs")
+    target = HttpTarget(url, body, headers)
+    target.name = f"torchserve:{args.model}"
     return target
 
 
@@ -251,6 +274,8 @@ def _ready_url(args: argparse.Namespace) -> str:
     if args.ready_url:
         return str(args.ready_url)
     base = (args.metadata_url or args.url or "").rstrip("/")
+    if args.protocol == "torchserve" and base.startswith("http"):
+        return f"{args.url.rstrip('/')}/ping"
     if args.protocol == "tfserving" and base.startswith("http"):
         return f"{base}/v1/models/{args.model}"
     if args.protocol.startswith("v2") and base.startswith("http"):

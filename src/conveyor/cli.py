@@ -290,6 +290,11 @@ def _parser() -> argparse.ArgumentParser:
         "steady state (default 100)",
     )
     b.add_argument(
+        "--metrics-url",
+        help="a Prometheus /metrics endpoint to scrape before and after the measured time "
+        "(counter and histogram deltas in the result)",
+    )
+    b.add_argument(
         "--monitor-pid",
         type=int,
         action="append",

@@ -115,6 +115,8 @@ def test_bench_server_breakdown_windows_and_compare(server: ServerProcess, tmp_p
                 "50",
                 "--max-windows",
                 "5",
+                "--metrics-url",
+                f"http://127.0.0.1:{server.metrics_port}/metrics",
                 "--output",
                 str(out),
             ],
@@ -123,11 +125,16 @@ def test_bench_server_breakdown_windows_and_compare(server: ServerProcess, tmp_p
             timeout=60,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "server us: request" in proc.stdout
+        assert "server us: request" in proc.stdout and "counters moved" in proc.stdout
         outs.append(out)
     result = json.loads(outs[0].read_text())
     assert result["server"]["compute_infer_us"] > 0 and result["server"]["requests"] > 0
     assert "transmission_us" in result["server"] and result["windows"]
+    prom = result["prometheus"]  # the scrape saw the same requests as the statistics API
+    ok = [v for k, v in prom["counters"].items() if k.startswith("conveyor_request_success")]
+    assert ok == [result["server"]["requests"]]
+    infer = next(k for k in prom["histograms"] if k.startswith("conveyor_compute_infer"))
+    assert prom["histograms"][infer]["count"] == result["server"]["requests"]
     proc = subprocess.run(
         [sys.executable, "-m", "conveyor.cli", "bench", "--compare", *map(str, outs)],
         capture_output=True,

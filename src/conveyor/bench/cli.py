@@ -26,7 +26,7 @@ from conveyor.bench.patterns import (
 )
 from conveyor.bench.results import SCHEMA, run_context, sweep_table
 from conveyor.bench.runner import Stability, run
-from conveyor.bench.server_stats import StatsProbe
+from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.bench.targets import (
     CallableTarget,
@@ -188,6 +188,21 @@ def _print(result: dict[str, Any]) -> None:
                 f"{k.removesuffix('_us')} {v:g}" for k, v in server.items() if k.endswith("_us")
             )
         )
+    prom = result.get("prometheus")
+    if prom and "error" not in prom:
+        means = []
+        for key, h in list(prom["histograms"].items())[:6]:
+            family = key.split("{")[0]
+            if family.endswith("_seconds"):
+                means.append(f"{family} {h['mean'] * 1e3:.4g} ms")
+            else:
+                means.append(f"{family} {h['mean']:.4g}")
+        print(
+            f"prometheus ({prom['url']}): {len(prom['counters'])} counters moved"
+            + (f"; means: {', '.join(means)}" if means else "")
+        )
+    elif prom:
+        print(f"prometheus ({prom['url']}): {prom['error']}")
     hw = result.get("hardware")
     if hw:
         parts = [f"system CPU {hw['system']['cpu_percent']:g}% ({hw['system']['cpus']} cores)"]
@@ -370,6 +385,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             stability,
             _probe(args),
             monitor,
+            PrometheusProbe(args.metrics_url, args.model or "") if args.metrics_url else None,
         )
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
-from conveyor.bench.server_stats import StatsProbe
+from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.targets import Target, TargetError
 
 
@@ -68,6 +68,7 @@ async def run(
     stability: Stability | None = None,
     probe: StatsProbe | None = None,
     monitor: Monitor | None = None,
+    scrape: PrometheusProbe | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure for `duration_s` (or, with `stability`, in windows until
     3 agree); the result covers the measured time only (the last 3 windows)."""
@@ -78,6 +79,7 @@ async def run(
         if warmup_s and not isinstance(pattern, FixedCount):
             await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
         before = await probe.snapshot() if probe else None
+        scraped = await scrape.snapshot() if scrape else None
         if monitor is not None:
             monitor.begin()
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -108,6 +110,7 @@ async def run(
         if monitor is not None:
             monitor.end()
         after = await probe.snapshot() if probe else None
+        scraped_after = await scrape.snapshot() if scrape else None
     finally:
         await target.close()
     spec = {"kind": type(pattern).__name__, **asdict(pattern)}
@@ -119,6 +122,8 @@ async def run(
     if probe is not None:
         mean = result["latency_ms"].get("mean")
         result["server"] = StatsProbe.breakdown(before, after, mean)
+    if scrape is not None:
+        result["prometheus"] = scrape.delta(scraped, scraped_after)
     if monitor is not None:
         result["hardware"] = monitor.report(measured)  # over all the measured time
     result["stable"] = stable

@@ -1,11 +1,13 @@
-"""Server-side breakdown from a target's Triton-style statistics API (Conveyor, Triton):
+"""Server-side breakdown: from a target's Triton-style statistics API (Conveyor, Triton),
 the deltas of `/v2/models/{m}/stats` over the measured time, per request, and the
-transmission time = client latency - server request time."""
+transmission time = client latency - server request time; from any Prometheus
+`/metrics` endpoint, counter and histogram deltas over the same time."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from typing import Any
 
@@ -50,3 +52,93 @@ class StatsProbe:
         if client_mean_ms is not None and out["requests"]:
             out["transmission_us"] = round(client_mean_ms * 1000 - out["request_us"], 1)
         return out
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text: str) -> tuple[dict[str, str], dict[tuple[str, str], float]]:
+    """Prometheus text format -> ({family: type}, {(sample name, labels): value})."""
+    types: dict[str, str] = {}
+    samples: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            if len(parts) >= 4:
+                types[parts[2]] = parts[3]
+            continue
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m:
+            try:
+                samples[(m.group(1), m.group(2) or "")] = float(m.group(3))
+            except ValueError:
+                continue
+    return types, samples
+
+
+class PrometheusProbe:
+    """Scrapes a `/metrics` endpoint (Conveyor's, Triton's `nv_*`, any exporter's) before
+    and after the measured time. Counters and histogram sums/counts become deltas, with
+    each histogram's mean over the window; gauges keep their last value. With `model`,
+    only series without a model label or with that model are kept."""
+
+    def __init__(self, url: str, model: str = "") -> None:
+        self.url = url
+        self.model = model
+
+    def _fetch(self) -> tuple[dict[str, str], dict[tuple[str, str], float]]:
+        with urllib.request.urlopen(self.url, timeout=10) as resp:
+            return parse_prometheus(resp.read().decode(errors="replace"))
+
+    async def snapshot(self) -> tuple[dict[str, str], dict[tuple[str, str], float]] | None:
+        try:
+            return await asyncio.to_thread(self._fetch)
+        except (OSError, ValueError):
+            return None
+
+    def _keep(self, labels: str) -> bool:
+        if not self.model:
+            return True
+        found = dict(_LABEL.findall(labels))
+        name = found.get("model", found.get("model_name"))
+        return name is None or name == self.model
+
+    def delta(
+        self,
+        before: tuple[dict[str, str], dict[tuple[str, str], float]] | None,
+        after: tuple[dict[str, str], dict[tuple[str, str], float]] | None,
+    ) -> dict[str, Any]:
+        if before is None or after is None:
+            return {"url": self.url, "error": "could not scrape"}
+        types, end = after
+        start = before[1]
+        counters: dict[str, float] = {}
+        gauges: dict[str, float] = {}
+        histograms: dict[str, dict[str, float]] = {}
+        for (name, labels), value in end.items():
+            if not self._keep(labels):
+                continue
+            family = re.sub(r"_(bucket|sum|count|total)$", "", name)
+            kind = types.get(name) or types.get(family) or "untyped"
+            key = name + labels
+            if kind == "histogram" or kind == "summary":
+                if name.endswith("_sum") or name.endswith("_count"):
+                    field = "sum" if name.endswith("_sum") else "count"
+                    h = histograms.setdefault(family + labels, {})
+                    h[field] = value - start.get((name, labels), 0.0)
+            elif kind == "counter" or name.endswith("_total"):
+                counters[key] = value - start.get((name, labels), 0.0)
+            else:
+                gauges[key] = value
+        for h in histograms.values():
+            if h.get("count"):
+                h["mean"] = h.get("sum", 0.0) / h["count"]
+        return {
+            "url": self.url,
+            "counters": {k: v for k, v in counters.items() if v},
+            "histograms": {k: v for k, v in histograms.items() if v.get("count")},
+            "gauges": gauges,
+        }

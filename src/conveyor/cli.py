@@ -290,6 +290,12 @@ def _parser() -> argparse.ArgumentParser:
         "steady state (default 100)",
     )
     b.add_argument(
+        "--live",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live progress view on stderr (rich): auto = when stderr is a terminal",
+    )
+    b.add_argument(
         "--metrics-url",
         help="a Prometheus /metrics endpoint to scrape before and after the measured time "
         "(counter and histogram deltas in the result)",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sys
 import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 from conveyor.bench import coldstart
 from conveyor.bench.compare import compare
 from conveyor.bench.inputs import model_inputs
+from conveyor.bench.live import LiveView
 from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import (
     Burst,
@@ -375,19 +378,23 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)
     except ValueError as exc:
         raise SystemExit(f"conveyor bench: {exc}") from None
-    return _run_loop(
-        run(
-            _target(args),
-            _pattern(args),
-            args.duration,
-            args.warmup,
-            args.max_in_flight,
-            stability,
-            _probe(args),
-            monitor,
-            PrometheusProbe(args.metrics_url, args.model or "") if args.metrics_url else None,
+    target = _target(args)
+    show = args.live == "on" or (args.live == "auto" and sys.stderr.isatty())
+    with LiveView(target.name) if show else contextlib.nullcontext() as live:
+        return _run_loop(
+            run(
+                target,
+                _pattern(args),
+                args.duration,
+                args.warmup,
+                args.max_in_flight,
+                stability,
+                _probe(args),
+                monitor,
+                PrometheusProbe(args.metrics_url, args.model or "") if args.metrics_url else None,
+                live,
+            )
         )
-    )
 
 
 def _search(args: argparse.Namespace, cold: dict[str, Any] | None = None) -> int:

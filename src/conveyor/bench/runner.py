@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from conveyor.bench.live import LiveView
 from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
@@ -69,6 +70,7 @@ async def run(
     probe: StatsProbe | None = None,
     monitor: Monitor | None = None,
     scrape: PrometheusProbe | None = None,
+    live: LiveView | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure for `duration_s` (or, with `stability`, in windows until
     3 agree); the result covers the measured time only (the last 3 windows)."""
@@ -77,7 +79,7 @@ async def run(
     stable = None
     try:
         if warmup_s and not isinstance(pattern, FixedCount):
-            await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
+            await _watched(live, "warm-up", warmup_s, target, pattern, Recorder(), max_in_flight)
         before = await probe.snapshot() if probe else None
         scraped = await scrape.snapshot() if scrape else None
         if monitor is not None:
@@ -85,14 +87,18 @@ async def run(
         cpu0, t0 = time.process_time(), time.perf_counter()
         if stability is None or isinstance(pattern, FixedCount):
             rec = Recorder()
-            elapsed = await _drive(target, pattern, duration_s, rec, max_in_flight)
+            elapsed = await _watched(
+                live, "measure", duration_s, target, pattern, rec, max_in_flight
+            )
             measured = rec.completed
         else:
             recs: list[Recorder] = []
             stable = False
             while len(recs) < stability.max_windows:
                 recs.append(Recorder())
-                await _drive(target, pattern, stability.window_s, recs[-1], max_in_flight)
+                phase = f"window {len(recs)}"
+                window = stability.window_s
+                await _watched(live, phase, window, target, pattern, recs[-1], max_in_flight)
                 windows.append(_window_stats(recs[-1], stability.window_s))
                 last = windows[-3:]
                 if len(last) == 3 and all(
@@ -151,6 +157,34 @@ def _warnings(result: dict[str, Any]) -> list[str]:
             "generator could not keep the schedule"
         )
     return out
+
+
+async def _watched(
+    live: LiveView | None,
+    phase: str,
+    duration_s: float,
+    target: Target,
+    pattern: Pattern,
+    rec: Recorder,
+    max_in_flight: int,
+) -> float:
+    """`_drive`, with the live view refreshed while it runs."""
+    if live is None:
+        return await _drive(target, pattern, duration_s, rec, max_in_flight)
+    start = time.perf_counter()
+    total = 0.0 if isinstance(pattern, FixedCount) else duration_s
+
+    async def tick() -> None:
+        while True:
+            live.update(phase, rec, time.perf_counter() - start, total)
+            await asyncio.sleep(0.5)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        return await _drive(target, pattern, duration_s, rec, max_in_flight)
+    finally:
+        ticker.cancel()
+        live.phase_done()
 
 
 async def _drive(

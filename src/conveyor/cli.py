@@ -256,6 +256,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--max-windows", type=int, default=10)
     b.add_argument(
+        "--stability-latency",
+        default="p99",
+        choices=["p50", "p90", "p95", "p99", "p99.9"],
+        help="with --measurement-interval: the latency percentile that must agree too",
+    )
+    b.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -267,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar=("A.json", "B.json"),
         help="compare two results instead of running",
+    )
+    b.add_argument(
+        "--table",
+        nargs="+",
+        type=Path,
+        metavar="RESULT.json",
+        help="print one table of every step in these results (framework x batch size x "
+        "load) instead of running",
     )
     b.add_argument("--csv", type=Path, help="append a row with perf_analyzer's columns")
     b.add_argument(

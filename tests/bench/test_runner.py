@@ -134,6 +134,19 @@ async def test_stable_windows() -> None:
     assert abs(result["duration_s"] - 0.9) < 1e-9  # the last 3 windows
 
 
+async def test_stability_on_the_chosen_percentile() -> None:
+    from conveyor.bench.runner import Stability
+
+    result = await run(
+        NullTarget(0.002),
+        ClosedLoop(2),
+        duration_s=0,
+        stability=Stability(window_s=0.3, tolerance=0.3, max_windows=6, percentile=50),
+    )
+    assert result["stable"] is True
+    assert all("p50_ms" in w and "p99_ms" in w for w in result["windows"])
+
+
 class Slowing(NullTarget):
     """Latency grows every call: never stable."""
 

@@ -123,3 +123,17 @@ def test_sweep_runs_every_step_with_items_per_second(serial_url: str, tmp_path: 
     ]
     for s in steps:
         assert s["items_per_second"] == pytest.approx(s["throughput_rps"] * s["batch_size"])
+
+
+def test_table_of_several_results(
+    serial_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one, many = tmp_path / "one.json", tmp_path / "many.json"
+    base = ["bench", serial_url, "--protocol", "http", "--warmup", "0", "--duration", "0.3"]
+    assert main([*base, "--output", str(one)]) == 0
+    assert main([*base, "--batch-size", "2,8", "--output", str(many)]) == 0
+    capsys.readouterr()
+    assert main(["bench", "--table", str(one), str(many)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:4] == ["target", "batch", "conc", "rate/s"]
+    assert [line.split()[1] for line in lines[1:]] == ["1", "2", "8"]  # every step, in order

@@ -27,7 +27,7 @@ from conveyor.bench.patterns import (
     Ramp,
     TraceReplay,
 )
-from conveyor.bench.results import SCHEMA, run_context, sweep_table
+from conveyor.bench.results import SCHEMA, run_context, steps_of, sweep_table
 from conveyor.bench.runner import Stability, run
 from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
@@ -249,8 +249,12 @@ def main(args: argparse.Namespace) -> int:
         a, b = (json.loads(p.read_text()) for p in args.compare)
         print("\n".join(compare(a, b)))
         return 0
+    if args.table:
+        rows = [step for path in args.table for step in steps_of(json.loads(path.read_text()))]
+        print("\n".join(sweep_table(rows, with_target=True)))
+        return 0
     if not args.url:
-        raise SystemExit("a target URL is needed (or --compare A.json B.json)")
+        raise SystemExit("a target URL is needed (or --compare A.json B.json, --table ...)")
     if args.launch:
         return _with_launch(args)
     return _bench(args)
@@ -372,7 +376,10 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     stability = None
     if args.measurement_interval:
         stability = Stability(
-            args.measurement_interval / 1000, args.stability_percentage / 100, args.max_windows
+            args.measurement_interval / 1000,
+            args.stability_percentage / 100,
+            args.max_windows,
+            float(args.stability_latency.removeprefix("p")),
         )
     try:
         monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)

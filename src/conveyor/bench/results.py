@@ -140,22 +140,33 @@ def run_context(options: dict[str, Any]) -> dict[str, Any]:
     return {"config": config, "environment": environment()}
 
 
-def sweep_table(results: list[dict[str, Any]]) -> list[str]:
-    """The classic table: one row per step, requests/s and items/s side by side."""
+def sweep_table(results: list[dict[str, Any]], with_target: bool = False) -> list[str]:
+    """The classic table: one row per step (framework x batch size x load), with the
+    measured time, requests/s and items/s side by side."""
+    lead = f"{'target':<22} " if with_target else ""
     head = (
-        f"{'batch':>5} {'conc':>5} {'rate/s':>8} {'req/s':>9} {'items/s':>9} "
-        f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}  stable"
+        f"{lead}{'batch':>5} {'conc':>5} {'rate/s':>8} {'time s':>7} {'req/s':>9} "
+        f"{'items/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6}  stable"
     )
     rows = [head]
     for r in results:
         pattern, lat = r.get("pattern", {}), r.get("latency_ms", {})
         stable = {True: "yes", False: "NO", None: "-"}[r.get("stable")]
         rate = pattern.get("rate")
+        target = f"{str(r.get('target', '?'))[:22]:<22} " if with_target else ""
         rows.append(
-            f"{r.get('batch_size', 1):>5} {pattern.get('concurrency', '-'):>5} "
-            f"{rate if rate is not None else '-':>8} {r['throughput_rps']:>9.1f} "
+            f"{target}{r.get('batch_size', 1):>5} {pattern.get('concurrency', '-'):>5} "
+            f"{rate if rate is not None else '-':>8} {r.get('duration_s', 0):>7.2f} "
+            f"{r['throughput_rps']:>9.1f} "
             f"{r.get('items_per_second', r['throughput_rps']):>9.1f} "
             f"{lat.get('p50', 0):>8.3f} {lat.get('p90', 0):>8.3f} {lat.get('p99', 0):>8.3f} "
             f"{sum(r['errors'].values()):>6}  {stable}"
         )
     return rows
+
+
+def steps_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The measured steps of a results document: a sweep's or search's steps, or the
+    single result itself."""
+    steps = doc.get("steps")
+    return list(steps) if isinstance(steps, list) else [doc]

@@ -42,17 +42,23 @@ async def _one(target: Target, rec: Recorder, intended: float, end: float) -> No
 @dataclass(frozen=True)
 class Stability:
     """perf_analyzer's rule: measure in windows of `window_s`; the result is stable when
-    the last 3 windows agree within ±`tolerance` in throughput and in p99 latency.
+    the last 3 windows agree within ±`tolerance` in throughput and in the latency
+    percentile chosen (p99 by default).
     Otherwise measure more windows, up to `max_windows`, then report it as unstable."""
 
     window_s: float = 5.0
     tolerance: float = 0.10
     max_windows: int = 10
+    percentile: float = 99.0  # the latency statistic that must agree too
 
 
-def _window_stats(rec: Recorder, window_s: float) -> dict[str, float]:
-    p99 = rec.latency.get_value_at_percentile(99) / 1000 if rec.completed else 0.0
-    return {"throughput_rps": rec.completed / window_s, "p99_ms": p99}
+def _window_stats(rec: Recorder, window_s: float, percentile: float = 99.0) -> dict[str, float]:
+    def at(p: float) -> float:
+        return rec.latency.get_value_at_percentile(p) / 1000 if rec.completed else 0.0
+
+    out = {"throughput_rps": rec.completed / window_s, "p99_ms": at(99)}
+    out[f"p{percentile:g}_ms"] = at(percentile)
+    return out
 
 
 def _agree(values: list[float], tolerance: float) -> bool:
@@ -99,11 +105,11 @@ async def run(
                 phase = f"window {len(recs)}"
                 window = stability.window_s
                 await _watched(live, phase, window, target, pattern, recs[-1], max_in_flight)
-                windows.append(_window_stats(recs[-1], stability.window_s))
+                windows.append(_window_stats(recs[-1], stability.window_s, stability.percentile))
                 last = windows[-3:]
                 if len(last) == 3 and all(
                     _agree([w[k] for w in last], stability.tolerance)
-                    for k in ("throughput_rps", "p99_ms")
+                    for k in ("throughput_rps", f"p{stability.percentile:g}_ms")
                 ):
                     stable = True
                     break

@@ -233,7 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--ramp", metavar="PER_S:CLIENTS", help="closed loop: clients join PER_S a second"
     )
-    b.add_argument("--trace", type=Path, help="open loop: replay timestamps (s), one per line")
+    b.add_argument(
+        "--trace",
+        type=Path,
+        help="open loop: replay a trace, one request per line: SECONDS [SIZE] (SIZE = rows "
+        "in that request)",
+    )
     b.add_argument("--trace-speed", type=float, default=1.0, help="replay that much faster")
     b.add_argument("--requests", type=int, help="closed loop: stop after this many requests")
     b.add_argument("--duration", type=float, default=10.0, help="measured seconds")

@@ -50,3 +50,25 @@ def test_trace_from_file(tmp_path: object) -> None:
     trace = TraceReplay.from_file(str(path), speed=2.0)
     assert trace.times == (0.0, 0.5, 1.0)
     assert list(trace.offsets(10)) == [0.0, 0.25, 0.5]
+    assert trace.sizes == (3, 1, 2)
+
+
+def test_trace_sizes_follow_their_times_and_must_be_complete(tmp_path: object) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from conveyor.bench.patterns import TraceReplay
+
+    path = Path(str(tmp_path)) / "trace.csv"
+    path.write_text("2.0,4\n1.0,1\n")  # out of order, comma-separated
+    trace = TraceReplay.from_file(str(path))
+    assert (trace.times, trace.sizes) == ((0.0, 1.0), (1, 4))
+    path.write_text("0 1\n1\n")
+    with pytest.raises(ValueError, match="some lines have a size"):
+        TraceReplay.from_file(str(path))
+    path.write_text("0 0\n")
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        TraceReplay.from_file(str(path))
+    path.write_text("0\n1\n")
+    assert TraceReplay.from_file(str(path)).sizes == ()

@@ -229,3 +229,30 @@ def test_cold_start_reports_a_server_that_dies(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "exited with code 3 before it was ready" in proc.stderr
     assert "no model here" in proc.stderr
+
+
+def test_trace_with_sizes_sends_each_request_its_rows(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace.txt"
+    trace.write_text("".join(f"{i * 0.02:.2f} {1 + i % 3}\n" for i in range(30)))  # 1,2,3,...
+    out = tmp_path / "trace.json"
+    status, _, before = server.request("GET", "/v2/models/simple/stats")
+    assert status == 200
+    options = ["--trace", str(trace), "--duration", "2", "--warmup", "0", "--output", str(out)]
+    proc = subprocess.run(
+        [*BENCH, f"http://{server.url}", "--model", "simple", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["completed"] == 30 and result["items"] == 60  # 10 x (1 + 2 + 3)
+    assert result["items_per_second"] == pytest.approx(60 / result["duration_s"])
+    _, _, after = server.request("GET", "/v2/models/simple/stats")
+
+    def inferences(doc: bytes) -> int:
+        return sum(int(m["inference_count"]) for m in json.loads(doc)["model_stats"])
+
+    assert inferences(after) - inferences(before) == 60  # the server saw those rows

@@ -36,6 +36,7 @@ from conveyor.bench.targets import (
     GrpcV2Target,
     HttpTarget,
     NullTarget,
+    SizedTarget,
     Target,
     tfserving_body,
     v2_body,
@@ -104,6 +105,22 @@ def _target(args: argparse.Namespace) -> Target:
     target = HttpTarget(f"{base}/v2/models/{args.model}{version}/infer", body, {**extra, **headers})
     target.name = f"v2:{args.model}"
     return target
+
+
+def _sized(args: argparse.Namespace) -> Target:
+    """A trace with sizes: one request body per batch size, built from the model's inputs."""
+    if args.url.startswith("null://") or args.protocol == "http" or args.body_file:
+        raise SystemExit(
+            "a trace with sizes needs a target built from model inputs (V2, TF Serving, "
+            "python://), not a fixed body"
+        )
+
+    def make(size: int) -> Target:
+        step = argparse.Namespace(**vars(args))
+        step.batch_size = size
+        return _target(step)
+
+    return SizedTarget(make, args.batch_size)
 
 
 def _torchserve(args: argparse.Namespace, headers: dict[str, str]) -> Target:
@@ -385,13 +402,16 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
         monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)
     except ValueError as exc:
         raise SystemExit(f"conveyor bench: {exc}") from None
+    pattern = _pattern(args)
     target = _target(args)
+    if isinstance(pattern, TraceReplay) and pattern.sizes:
+        target = _sized(args)
     show = args.live == "on" or (args.live == "auto" and sys.stderr.isatty())
     with LiveView(target.name) if show else contextlib.nullcontext() as live:
         return _run_loop(
             run(
                 target,
-                _pattern(args),
+                pattern,
                 args.duration,
                 args.warmup,
                 args.max_in_flight,
@@ -454,11 +474,15 @@ def _exit_code(results: list[dict[str, Any]]) -> int:
 
 def _finish(result: dict[str, Any], args: argparse.Namespace) -> None:
     result["batch_size"] = args.batch_size
-    result["items_per_second"] = result["throughput_rps"] * args.batch_size
+    if result["pattern"].get("sizes"):  # a trace gave each request its own size
+        result["items_per_second"] = result["items"] / result["duration_s"]
+    else:
+        result["items_per_second"] = result["throughput_rps"] * args.batch_size
     energy = result.get("hardware", {}).get("energy", {})
     if energy.get("per_request_j") is not None:
-        energy["per_item_j"] = energy["per_request_j"] / args.batch_size
-        energy["carbon_per_item_mg"] = energy["carbon_per_request_mg"] / args.batch_size
+        per_item = result["items_per_second"] / max(result["throughput_rps"], 1e-12)
+        energy["per_item_j"] = energy["per_request_j"] / per_item
+        energy["carbon_per_item_mg"] = energy["carbon_per_request_mg"] / per_item
     result.update(run_context(vars(args)))
     _print(result)
     for warning in result["warnings"]:

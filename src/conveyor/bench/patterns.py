@@ -62,24 +62,39 @@ class Burst:
 
 @dataclass(frozen=True)
 class TraceReplay:
-    """Open loop: the send times of a trace (seconds, first = 0), `speed` times faster."""
+    """Open loop: the send times of a trace (seconds, first = 0), `speed` times faster;
+    with `sizes`, each request carries that many rows (its batch size)."""
 
     times: tuple[float, ...]
     speed: float = 1.0
+    sizes: tuple[int, ...] = ()
 
     @classmethod
     def from_file(cls, path: str, speed: float = 1.0) -> TraceReplay:
-        """One timestamp (seconds) per line, optionally followed by other fields."""
+        """One request per line: a timestamp (seconds), optionally its size (rows) as the
+        second field; `#` lines are comments. Either every line has a size or none."""
+        rows = []
         with open(path) as f:
-            times = [
-                float(line.split()[0].rstrip(","))
-                for line in f
-                if line.strip() and not line.startswith("#")
-            ]
-        if not times:
+            for n, line in enumerate(f, 1):
+                if not line.strip() or line.startswith("#"):
+                    continue
+                fields = line.replace(",", " ").split()
+                try:
+                    size = int(fields[1]) if len(fields) > 1 else None
+                    rows.append((float(fields[0]), size))
+                except ValueError:
+                    raise ValueError(f"trace {path} line {n}: expected 'SECONDS [SIZE]'") from None
+                if size is not None and size < 1:
+                    raise ValueError(f"trace {path} line {n}: size must be >= 1")
+        if not rows:
             raise ValueError(f"trace {path} has no timestamps")
-        first = min(times)
-        return cls(tuple(sorted(t - first for t in times)), speed)
+        with_size = [r for r in rows if r[1] is not None]
+        if with_size and len(with_size) != len(rows):
+            raise ValueError(f"trace {path}: some lines have a size and some do not")
+        rows.sort(key=lambda r: r[0])
+        first = rows[0][0]
+        sizes = tuple(int(r[1]) for r in rows) if with_size else ()  # type: ignore[arg-type]
+        return cls(tuple(t - first for t, _ in rows), speed, sizes)
 
     def offsets(self, duration_s: float) -> Iterator[float]:
         for t in self.times:

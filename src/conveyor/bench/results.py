@@ -3,7 +3,8 @@ samples, and a versioned JSON form in which the histograms stay mergeable.
 
 Schema (version 1):
   {"schema": "conveyor.bench/1", "target": str, "pattern": {...},
-   "duration_s": float, "completed": int, "errors": {kind: count},
+   "duration_s": float, "completed": int, "items": int (rows answered; a trace with
+   sizes gives each request its own), "errors": {kind: count},
    "error_samples": {kind: [str]}, "throughput_rps": float,
    "latency_ms": {"p50", "p90", "p95", "p99", "p99.9", "max", "mean"},
    "service_ms": {...}, "schedule_lag_ms": {...},
@@ -47,9 +48,11 @@ class Recorder:
     errors: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[str]] = field(default_factory=dict)
     completed: int = 0
+    items: int = 0  # rows answered, where requests carry different batch sizes
 
-    def ok(self, intended: float, sent: float, done: float) -> None:
+    def ok(self, intended: float, sent: float, done: float, items: int = 1) -> None:
         self.completed += 1
+        self.items += items
         self.latency.record_value(max(1, int((done - intended) * 1e6)))
         self.service.record_value(max(1, int((done - sent) * 1e6)))
         self.lag.record_value(max(1, int((sent - intended) * 1e6)))
@@ -62,6 +65,7 @@ class Recorder:
         for kind, kept in other.samples.items():
             self.samples.setdefault(kind, []).extend(kept[: 3 - len(self.samples[kind])])
         self.completed += other.completed
+        self.items += other.items
 
     def error(self, kind: str, detail: str) -> None:
         self.errors[kind] += 1
@@ -82,6 +86,7 @@ def to_json(
         "pattern": pattern,
         "duration_s": duration_s,
         "completed": rec.completed,
+        "items": rec.items,
         "errors": dict(rec.errors),
         "error_samples": rec.samples,
         "throughput_rps": rec.completed / duration_s if duration_s else 0.0,

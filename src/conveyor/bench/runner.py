@@ -20,13 +20,19 @@ from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
 from conveyor.bench.results import Recorder, to_json
 from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
-from conveyor.bench.targets import Target, TargetError
+from conveyor.bench.targets import SizedTarget, Target, TargetError
 
 
-async def _one(target: Target, rec: Recorder, intended: float, end: float) -> None:
+async def _one(
+    target: Target, rec: Recorder, intended: float, end: float, size: int | None = None
+) -> None:
     sent = time.perf_counter()
     try:
-        await target.call()
+        if size is None:
+            await target.call()
+        else:
+            assert isinstance(target, SizedTarget)
+            await target.call_sized(size)
     except TargetError as exc:
         if sent < end:
             rec.error(exc.kind, exc.detail)
@@ -36,7 +42,7 @@ async def _one(target: Target, rec: Recorder, intended: float, end: float) -> No
         return
     done = time.perf_counter()
     if done <= end:
-        rec.ok(intended, sent, done)
+        rec.ok(intended, sent, done, size or 1)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ async def run(
     spec = {"kind": type(pattern).__name__, **asdict(pattern)}
     if isinstance(pattern, TraceReplay):
         spec["times"] = len(pattern.times)
+        spec["sizes"] = f"{min(pattern.sizes)}-{max(pattern.sizes)}" if pattern.sizes else None
     result = to_json(rec, target.name, spec, elapsed)
     result["client_cpu"] = round(cpu, 3)
     result["windows"] = windows
@@ -223,16 +230,17 @@ async def _drive(
     slots = asyncio.Semaphore(max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def bounded(intended: float) -> None:
+    async def bounded(intended: float, size: int | None) -> None:
         async with slots:
-            await _one(target, rec, intended, end)
+            await _one(target, rec, intended, end, size)
 
-    for offset in pattern.offsets(duration_s):
+    sizes = pattern.sizes if isinstance(pattern, TraceReplay) and pattern.sizes else None
+    for i, offset in enumerate(pattern.offsets(duration_s)):
         intended = start + offset
         delay = intended - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.ensure_future(bounded(intended))
+        task = asyncio.ensure_future(bounded(intended, sizes[i] if sizes else None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     remaining = end - time.perf_counter()

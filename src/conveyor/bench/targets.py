@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -37,6 +38,35 @@ class Target(ABC):
     @abstractmethod
     async def call(self) -> None:
         """One request, complete; raises TargetError on failure."""
+
+
+class SizedTarget(Target):
+    """Requests of varying batch sizes (a trace with sizes): one target per size, built
+    by `make(size)` on first use and kept open."""
+
+    def __init__(self, make: Callable[[int], Target], default: int) -> None:
+        self.make = make
+        self.default = default
+        self.by_size: dict[int, Target] = {}
+        self.name = make(default).name
+
+    async def target(self, size: int) -> Target:
+        target = self.by_size.get(size)
+        if target is None:
+            target = self.by_size[size] = self.make(size)
+            await target.open()
+        return target
+
+    async def call(self) -> None:
+        await (await self.target(self.default)).call()
+
+    async def call_sized(self, size: int) -> None:
+        await (await self.target(size)).call()
+
+    async def close(self) -> None:
+        for target in self.by_size.values():
+            await target.close()
+        self.by_size.clear()
 
 
 @dataclass

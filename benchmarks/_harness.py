@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -142,28 +143,59 @@ def wait_ready(
     raise TimeoutError(f"{url} not ready in {timeout_s}s")
 
 
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout_s}s")
+
+
 class Process:
     """A peer server started as a command; stopped by PID with SIGTERM."""
 
     def __init__(
         self,
         cmd: list[str],
-        ready_url: str,
+        ready_url: str | None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        port: int | None = None,
+        own_session: bool = True,
     ) -> None:
+        """Ready when `ready_url` answers, or (no HTTP) when `port` accepts connections.
+        `own_session`: a session (and process group) of its own, stopped as a group. Off
+        for the null targets: with the kernel's autogroup scheduling a separate session
+        is also a separate CPU share, and perf_analyzer 2.51 was seen to hang against a
+        null server in another session (memory growing, no result)."""
+        self.own_session = own_session
         self.log = open(CACHE / f"peer-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=own_session,
         )
         try:
-            wait_ready(ready_url, proc=self.proc)
+            if ready_url is not None:
+                wait_ready(ready_url, proc=self.proc)
+            elif port is not None:
+                wait_port(port, self.proc)
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not self.own_session:
+            self.proc.terminate()
+        elif self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # the group we started: its children too
             try:
                 self.proc.wait(15)

@@ -1,13 +1,16 @@
 """`conveyor bench` measured against itself and against perf_analyzer (issue #5):
 
-1. Generator ceiling: `conveyor bench` against a null HTTP server
-   (benchmarks/null_http.py) at 32 connections with 1 and 2 generator processes, and
-   against `null://` (no I/O at all).
+1. Generator ceiling: `conveyor bench` (1 and 2 generator processes) and perf_analyzer
+   against the same null V2 servers at 32 connections, HTTP (benchmarks/null_http.py)
+   and gRPC (benchmarks/null_grpc.py), rounds alternating, medians; and `conveyor bench`
+   against `null://` (no I/O at all). On 2 cores the generators share the machine with
+   the null server, so the cheaper client leaves the server more CPU: the ratio is the
+   generators' relative cost, the absolute figures are this machine's.
 2. Agreement: the same fixed closed-loop load (the `simple` model, binary tensors, 4
    clients) measured by `conveyor bench` and by perf_analyzer, rounds alternating:
    p50 ratio (target within 10%) and throughput ratio (target within 5%).
 
-    python benchmarks/bench_tool.py [--seconds 6] [--rounds 2]
+    python benchmarks/bench_tool.py [--seconds 6] [--rounds 2] [--only ceiling|agreement]
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from pathlib import Path
 
 from _harness import ROOT, Process, conveyor_server, demo_repo, median
 
+PIN: list[str] = []  # a taskset prefix for the generators (--pin)
+
 
 def bench(*args: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         subprocess.run(
-            [sys.executable, "-m", "conveyor.cli", "bench", *args, "--output", str(out)],
+            [*PIN, sys.executable, "-m", "conveyor.cli", "bench", *args, "--output", str(out)],
             check=True,
             capture_output=True,
             text=True,
@@ -36,16 +41,21 @@ def bench(*args: str) -> dict[str, object]:
         return result
 
 
-def perf_analyzer(url: str, seconds: float) -> tuple[float, float]:
+def perf_analyzer(
+    url: str, seconds: float, model: str = "simple", conc: str = "4", protocol: str = "http"
+) -> tuple[float, float]:
     out = subprocess.run(
         [
+            *PIN,
             str(ROOT / "scripts" / "perf_analyzer.sh"),
             "-m",
-            "simple",
+            model,
+            "-i",
+            protocol,
             "-u",
             url,
             "--concurrency-range",
-            "4",
+            conc,
             "-p",
             str(int(seconds * 1000 / 3)),
             "--max-trials",
@@ -58,8 +68,10 @@ def perf_analyzer(url: str, seconds: float) -> tuple[float, float]:
         capture_output=True,
         text=True,
         check=False,
+        timeout=seconds * 10 + 60,  # it has been seen to hang (growing memory): bound it
     ).stdout
-    m = re.search(r"Concurrency: 4, throughput: ([\d.]+) infer/sec, (?:p50 )?latency (\d+)", out)
+    pattern = rf"Concurrency: {conc}, throughput: ([\d.]+) infer/sec, (?:p50 )?latency (\d+)"
+    m = re.search(pattern, out)
     if not m:
         raise RuntimeError(out[-800:])
     return float(m.group(1)), int(m.group(2)) / 1000
@@ -69,41 +81,82 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=6)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--only", choices=["ceiling", "agreement"], help="run one part")
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="agreement: the server on CPU 0, the generators on CPU 1 (taskset), so that "
+        "neither generator's own CPU use slows the server it measures",
+    )
     args = p.parse_args()
     secs = str(args.seconds)
 
+    if args.only != "agreement":
+        ceiling(args, secs)
+    if args.only != "ceiling":
+        agreement(args, secs)
+
+
+def ceiling(args: argparse.Namespace, secs: str) -> None:
     print("generator ceiling (req/s):")
     r = bench("null://", "--concurrency", "32", "--duration", secs, "--warmup", "1")
     print(f"  null:// (no I/O), 1 process       {r['throughput_rps']:10.0f}")
-    null = Process(
-        [sys.executable, str(ROOT / "benchmarks" / "null_http.py"), "--port", "8400"],
-        "http://127.0.0.1:8400/",
-    )
+    nulls = [
+        Process(
+            [sys.executable, str(ROOT / "benchmarks" / "null_http.py"), "--port", "8400"],
+            "http://127.0.0.1:8400/",
+            own_session=False,
+        ),
+        Process(
+            [sys.executable, str(ROOT / "benchmarks" / "null_grpc.py"), "--port", "8401"],
+            None,
+            port=8401,
+            own_session=False,
+        ),
+    ]
     try:
-        for workers in ("1", "2"):
-            r = bench(
-                "http://127.0.0.1:8400/",
-                "--protocol",
-                "http",
-                "--concurrency",
-                "32",
-                "--workers",
-                workers,
-                "--duration",
-                secs,
-                "--warmup",
-                "1",
-            )
-            print(
-                f"  null HTTP server, {workers} process(es)  {r['throughput_rps']:10.0f}  "
-                f"(client CPU {r['client_cpu']:.2f} cores)"
-            )
+        for proto, url in (("http", "http://127.0.0.1:8400"), ("grpc", "127.0.0.1:8401")):
+            rates: dict[str, list[float]] = {"bench x1": [], "bench x2": [], "perf_analyzer": []}
+            for _ in range(args.rounds):
+                for workers in ("1", "2"):
+                    extra = ["--protocol", "v2-grpc"] if proto == "grpc" else []
+                    r = bench(
+                        url,
+                        *extra,
+                        "--metadata-url",
+                        "http://127.0.0.1:8400",
+                        "--model",
+                        "null",
+                        "--concurrency",
+                        "32",
+                        "--workers",
+                        workers,
+                        "--duration",
+                        secs,
+                        "--warmup",
+                        "1",
+                    )
+                    rates[f"bench x{workers}"].append(float(r["throughput_rps"]))  # type: ignore[arg-type]
+                rates["perf_analyzer"].append(
+                    perf_analyzer(url.removeprefix("http://"), args.seconds, "null", "32", proto)[0]
+                )
+            line = "  ".join(f"{k} {median(v):.0f}" for k, v in rates.items())
+            best = max(median(rates["bench x1"]), median(rates["bench x2"]))
+            ratio = best / median(rates["perf_analyzer"])
+            print(f"  null V2 {proto:<4} c=32: {line}  (best bench / perf_analyzer x{ratio:.2f})")
     finally:
-        null.stop()
+        for null in nulls:
+            null.stop()
 
+
+def agreement(args: argparse.Namespace, secs: str) -> None:
     server = conveyor_server(
         demo_repo(), "--model-control-mode", "explicit", "--load-model", "simple"
     )
+    if args.pin and server.proc is not None:
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(server.proc.pid)], check=True)
+        PIN[:] = ["taskset", "-c", "1"]
+        print("  (server pinned to CPU 0, generators to CPU 1)")
     ours: list[tuple[float, float]] = []
     theirs: list[tuple[float, float]] = []
     try:

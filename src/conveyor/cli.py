@@ -280,6 +280,12 @@ def _parser() -> argparse.ArgumentParser:
         help="compare two results instead of running",
     )
     b.add_argument(
+        "--selftest",
+        action="store_true",
+        help="print the generator's own ceiling: null:// and a loopback null V2 server, "
+        "1 and 2 generator processes (--concurrency, default 32 here)",
+    )
+    b.add_argument(
         "--table",
         nargs="+",
         type=Path,

@@ -256,3 +256,22 @@ def test_trace_with_sizes_sends_each_request_its_rows(
         return sum(int(m["inference_count"]) for m in json.loads(doc)["model_stats"])
 
     assert inferences(after) - inferences(before) == 60  # the server saw those rows
+
+
+def test_selftest_prints_the_generator_ceiling(tmp_path: Path) -> None:
+    out = tmp_path / "self.json"
+    proc = subprocess.run(
+        [*BENCH, "--selftest", "--duration", "0.5", "--warmup", "0.1", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "generator ceiling on this machine, 32 connections" in proc.stdout
+    steps = json.loads(out.read_text())["steps"]
+    assert [(s["target"], s["workers"]) for s in steps] == [
+        ("null", 1),
+        ("v2:null", 1),
+        ("v2:null", 2),
+    ]
+    assert all(s["completed"] > 0 and s["errors"] == {} for s in steps)

@@ -51,8 +51,13 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any]:
     path = f"/v2/models/{args.model}" + (
         f"/versions/{args.model_version}" if args.model_version else ""
     )
-    with urllib.request.urlopen(base + path, timeout=10) as resp:
-        doc: dict[str, Any] = json.load(resp)
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as resp:
+            doc: dict[str, Any] = json.load(resp)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"conveyor bench: cannot read model metadata at {base + path}: {exc}"
+        ) from None
     return doc
 
 
@@ -266,6 +271,8 @@ def main(args: argparse.Namespace) -> int:
         a, b = (json.loads(p.read_text()) for p in args.compare)
         print("\n".join(compare(a, b)))
         return 0
+    if args.selftest:
+        return _selftest(args)
     if args.table:
         rows = [step for path in args.table for step in steps_of(json.loads(path.read_text()))]
         print("\n".join(sweep_table(rows, with_target=True)))
@@ -359,6 +366,55 @@ def _print_cold(c: dict[str, Any]) -> None:
         f"{first_n.get('p50', 0):.3f} ms p99 {first_n.get('p99', 0):.3f} ms vs steady p50 "
         f"{steady.get('p50', 0):.3f} ms (x{c.get('first_n_p50_over_steady_p50', 0):g})"
     )
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    """The generator's own ceiling here: against `null://` (no I/O), and against a null
+    V2 server on loopback (conveyor.bench.null_server, in its own process) with 1 and 2
+    generator processes. What a real target gets can only be lower."""
+    import subprocess
+
+    from conveyor.cli import _parser
+
+    conc = args.concurrency if args.concurrency != "1" else "32"
+    common = ["--concurrency", conc, "--duration", str(args.duration)]
+    common += ["--warmup", str(args.warmup), "--live", "off"]
+
+    def measure(*argv: str) -> dict[str, Any]:
+        ns = _parser().parse_args(["bench", *argv, *common])
+        ns.argv = ["bench", *argv, *common]
+        step = _steps(ns)[0]
+        result = _measure(step)
+        _finish(result, step)
+        return result
+
+    results = [measure("null://") | {"workers": 1}]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.bench.null_server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.startswith("listening "):
+            raise SystemExit("conveyor bench --selftest: the null server did not start")
+        url = f"http://127.0.0.1:{line.split()[1]}"
+        for workers in ("1", "2"):
+            result = measure(url, "--model", "null", "--workers", workers)
+            results.append(result | {"workers": int(workers)})
+    finally:
+        server.terminate()  # the null server we started, by its PID
+        server.wait(10)
+    print(f"\ngenerator ceiling on this machine, {conc} connections:")
+    for r in results:
+        lag = r["schedule_lag_ms"].get("p99", 0.0)
+        print(
+            f"  {r['target']:<10} {r['workers']} process(es) {r['throughput_rps']:>10.0f} req/s"
+            f"  client CPU {r['client_cpu']:.2f}  lag p99 {lag:.3f} ms"
+        )
+    _write(_document(args, results), args)
+    return 0
 
 
 def _steps(args: argparse.Namespace) -> list[argparse.Namespace]:

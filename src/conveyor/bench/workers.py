@@ -77,6 +77,7 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
             pattern[key] = sum(p["pattern"][key] for p in parts)
     merged["pattern"] = pattern
     merged["completed"] = sum(p["completed"] for p in parts)
+    merged["items"] = sum(p.get("items", p["completed"]) for p in parts)
     merged["throughput_rps"] = sum(p["throughput_rps"] for p in parts)
     errors: dict[str, int] = {}
     for p in parts:

@@ -174,7 +174,12 @@ async def serve(options: ServerOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except (OSError, RuntimeError) as exc:  # a port in use, a front that cannot start
+        log.error("cannot start: %s", exc)
+        await server.stop()
+        return 1
     await stop.wait()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)  # a second signal kills at once

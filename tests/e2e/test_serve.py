@@ -156,3 +156,21 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(repo: Path, tmp_path: P
     assert answers == [b"HTTP/1.1 200 OK\r\n"] * 2
     assert proc.proc.wait(30) == 0, proc.log()
     assert "shutting down" in proc.log() and "stopped" in proc.log()
+
+
+@pytest.mark.parametrize("busy", ["--http-port", "--grpc-port"])
+def test_a_port_in_use_is_a_clean_exit(busy: str, demo_repo: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {"--http-port": "0", "--grpc-port": "0", "--metrics-port": "0"}
+        ports[busy] = str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [sys.executable, "-m", "conveyor.cli", "serve", str(demo_repo), "--host", "127.0.0.1"]
+            + [arg for item in ports.items() for arg in item],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr

@@ -279,6 +279,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("A.json", "B.json"),
         help="compare two results instead of running",
     )
+    b.add_argument("--window-stream", action="store_true", help=argparse.SUPPRESS)
+    b.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     b.add_argument(
         "--selftest",
         action="store_true",

@@ -275,3 +275,22 @@ def test_selftest_prints_the_generator_ceiling(tmp_path: Path) -> None:
         ("v2:null", 2),
     ]
     assert all(s["completed"] > 0 and s["errors"] == {} for s in steps)
+
+
+def test_several_generator_processes_with_windows(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "windows.json"
+    options = ["--concurrency", "4", "--workers", "2", "--measurement-interval", "400"]
+    options += ["--stability-percentage", "40", "--max-windows", "6", "--warmup", "0.2"]
+    proc = subprocess.run(
+        [*BENCH, f"http://{server.url}", "--model", "simple", *options, "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["workers"] == 2 and result["pattern"]["concurrency"] == 4
+    assert 3 <= len(result["windows"]) <= 6 and result["stable"] in (True, False)
+    assert result["duration_s"] == pytest.approx(1.2)  # the last 3 windows, merged
+    window_total = sum(w["throughput_rps"] for w in result["windows"][-3:]) * 0.4
+    assert result["completed"] == pytest.approx(window_total, abs=1)  # every worker counted

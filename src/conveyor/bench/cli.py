@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from conveyor.bench import coldstart
 from conveyor.bench.compare import compare
@@ -27,8 +27,8 @@ from conveyor.bench.patterns import (
     Ramp,
     TraceReplay,
 )
-from conveyor.bench.results import SCHEMA, run_context, steps_of, sweep_table
-from conveyor.bench.runner import Stability, run
+from conveyor.bench.results import SCHEMA, pack, run_context, steps_of, sweep_table
+from conveyor.bench.runner import Stability, run, stream_windows
 from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.bench.targets import (
@@ -41,7 +41,9 @@ from conveyor.bench.targets import (
     tfserving_body,
     v2_body,
 )
-from conveyor.bench.workers import run_workers
+from conveyor.bench.workers import run_workers, run_workers_windows
+
+T = TypeVar("T")
 
 
 def _metadata(args: argparse.Namespace) -> dict[str, Any]:
@@ -271,6 +273,8 @@ def main(args: argparse.Namespace) -> int:
         a, b = (json.loads(p.read_text()) for p in args.compare)
         print("\n".join(compare(a, b)))
         return 0
+    if args.window_stream:
+        return _stream(args)
     if args.selftest:
         return _selftest(args)
     if args.table:
@@ -442,18 +446,11 @@ def _label(step: argparse.Namespace) -> str:
 
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers > 1:
-        if args.measurement_interval:
-            raise SystemExit("--workers with --measurement-interval is not supported yet")
         argv = args.argv[args.argv.index("bench") + 1 :]
+        if args.measurement_interval:
+            return run_workers_windows(argv, args.workers, _stability(args))
         return run_workers(argv, args.workers)
-    stability = None
-    if args.measurement_interval:
-        stability = Stability(
-            args.measurement_interval / 1000,
-            args.stability_percentage / 100,
-            args.max_windows,
-            float(args.stability_latency.removeprefix("p")),
-        )
+    stability = _stability(args) if args.measurement_interval else None
     try:
         monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)
     except ValueError as exc:
@@ -478,6 +475,44 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 live,
             )
         )
+
+
+def _stability(args: argparse.Namespace) -> Stability:
+    return Stability(
+        args.measurement_interval / 1000,
+        args.stability_percentage / 100,
+        args.max_windows,
+        float(args.stability_latency.removeprefix("p")),
+    )
+
+
+def _stream(args: argparse.Namespace) -> int:
+    """A worker of `--workers N` with windows: one JSON line per window on stdout."""
+    import time
+
+    step = _steps(args)[0]
+    target, pattern = _target(step), _pattern(step)
+    spec = {"kind": type(pattern).__name__, **vars(pattern)}
+
+    def emit(index: int, rec: Any, cpu: float) -> None:
+        line = {"window": index, "cpu": cpu, "target": target.name, "pattern": spec}
+        print(json.dumps(line | {"recorder": pack(rec)}), flush=True)
+
+    if args.start_at:
+        time.sleep(max(0.0, args.start_at - time.time()))  # all workers start together
+    stability = _stability(args)
+    _run_loop(
+        stream_windows(
+            target,
+            pattern,
+            stability.window_s,
+            stability.max_windows,
+            args.warmup,
+            args.max_in_flight,
+            emit,
+        )
+    )
+    return 0
 
 
 def _search(args: argparse.Namespace, cold: dict[str, Any] | None = None) -> int:
@@ -552,7 +587,7 @@ def _write(doc: dict[str, Any], args: argparse.Namespace) -> None:
         args.output.write_text(json.dumps(doc, indent=1))
 
 
-def _run_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     """uvloop where installed: a leaner client loop measures the server more closely."""
     try:
         import uvloop

@@ -21,7 +21,6 @@ Locust users are a closed loop: latency is measured from each request's actual s
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from conveyor.bench.inputs import model_inputs
-from conveyor.bench.results import Recorder, run_context, to_json
+from conveyor.bench.results import Recorder, pack, run_context, to_json, unpack
 from conveyor.bench.targets import tfserving_body, v2_body
 
 _recorder = Recorder()
@@ -102,28 +101,6 @@ class ConveyorUser(FastHttpUser):
     tasks: ClassVar[list[Any]] = [infer]  # type: ignore[misc]  # Locust's own attribute
 
 
-def _pack(rec: Recorder) -> dict[str, Any]:
-    def enc(h: Any) -> str:
-        return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
-
-    return {
-        "completed": rec.completed,
-        "errors": dict(rec.errors),
-        "samples": rec.samples,
-        "histograms": [enc(rec.latency), enc(rec.service), enc(rec.lag)],
-    }
-
-
-def _unpack(doc: dict[str, Any]) -> Recorder:
-    rec = Recorder(completed=int(doc["completed"]))
-    for h, encoded in zip((rec.latency, rec.service, rec.lag), doc["histograms"], strict=True):
-        if encoded:
-            h.decode_and_add(base64.b64decode(encoded))
-    rec.errors.update(doc["errors"])
-    rec.samples = {k: list(v) for k, v in doc["samples"].items()}
-    return rec
-
-
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     parser.add_argument(
@@ -151,7 +128,7 @@ def _stop(environment: Environment, **_: Any) -> None:
 def _report(client_id: str, data: dict[str, Any]) -> None:
     """On a worker: ship what was recorded since the last report, then start afresh."""
     global _recorder
-    data["conveyor"] = _pack(_recorder) | {"model": _model[0] if _model else ""}
+    data["conveyor"] = pack(_recorder) | {"model": _model[0] if _model else ""}
     _recorder = Recorder()
 
 
@@ -159,7 +136,7 @@ def _report(client_id: str, data: dict[str, Any]) -> None:
 def _merge(client_id: str, data: dict[str, Any]) -> None:
     """On the master: merge a worker's histograms exactly."""
     if "conveyor" in data:
-        _recorder.merge(_unpack(data["conveyor"]))
+        _recorder.merge(unpack(data["conveyor"]))
         _workers.add(client_id)
         if not _model and data["conveyor"].get("model"):
             _model.append(data["conveyor"]["model"])

@@ -74,6 +74,31 @@ class Recorder:
             kept.append(detail)
 
 
+def pack(rec: Recorder) -> dict[str, Any]:
+    """A recorder as JSON, to cross a process boundary; `unpack` restores it exactly."""
+
+    def enc(h: HdrHistogram) -> str:
+        return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
+
+    return {
+        "completed": rec.completed,
+        "items": rec.items,
+        "errors": dict(rec.errors),
+        "samples": rec.samples,
+        "histograms": [enc(rec.latency), enc(rec.service), enc(rec.lag)],
+    }
+
+
+def unpack(doc: dict[str, Any]) -> Recorder:
+    rec = Recorder(completed=int(doc["completed"]), items=int(doc.get("items", 0)))
+    for h, encoded in zip((rec.latency, rec.service, rec.lag), doc["histograms"], strict=True):
+        if encoded:
+            h.decode_and_add(base64.b64decode(encoded))
+    rec.errors.update(doc["errors"])
+    rec.samples = {k: list(v) for k, v in doc["samples"].items()}
+    return rec
+
+
 def to_json(
     rec: Recorder, target: str, pattern: dict[str, Any], duration_s: float
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,7 +59,7 @@ class Stability:
     percentile: float = 99.0  # the latency statistic that must agree too
 
 
-def _window_stats(rec: Recorder, window_s: float, percentile: float = 99.0) -> dict[str, float]:
+def window_stats(rec: Recorder, window_s: float, percentile: float = 99.0) -> dict[str, float]:
     def at(p: float) -> float:
         return rec.latency.get_value_at_percentile(p) / 1000 if rec.completed else 0.0
 
@@ -111,12 +112,8 @@ async def run(
                 phase = f"window {len(recs)}"
                 window = stability.window_s
                 await _watched(live, phase, window, target, pattern, recs[-1], max_in_flight)
-                windows.append(_window_stats(recs[-1], stability.window_s, stability.percentile))
-                last = windows[-3:]
-                if len(last) == 3 and all(
-                    _agree([w[k] for w in last], stability.tolerance)
-                    for k in ("throughput_rps", f"p{stability.percentile:g}_ms")
-                ):
+                windows.append(window_stats(recs[-1], stability.window_s, stability.percentile))
+                if agree(windows, stability):
                     stable = True
                     break
             measured = sum(r.completed for r in recs)
@@ -146,7 +143,7 @@ async def run(
     if monitor is not None:
         result["hardware"] = monitor.report(measured)  # over all the measured time
     result["stable"] = stable
-    result["warnings"] = _warnings(result)
+    result["warnings"] = generator_warnings(result)
     if stable is False:
         result["warnings"].append(
             f"unstable: no 3 consecutive windows agreed within ±{stability.tolerance:.0%} "  # type: ignore[union-attr]
@@ -155,7 +152,41 @@ async def run(
     return result
 
 
-def _warnings(result: dict[str, Any]) -> list[str]:
+async def stream_windows(
+    target: Target,
+    pattern: Pattern,
+    window_s: float,
+    windows: int,
+    warmup_s: float,
+    max_in_flight: int,
+    emit: Callable[[int, Recorder, float], None],
+) -> None:
+    """A worker of `--workers N` with windows: warm up, then measure `windows` windows
+    back to back, handing each to `emit(index, recorder, client CPU)`; the coordinating
+    process decides on stability across all workers and stops them."""
+    await target.open()
+    try:
+        if warmup_s:
+            await _drive(target, pattern, warmup_s, Recorder(), max_in_flight)
+        for i in range(windows):
+            rec = Recorder()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await _drive(target, pattern, window_s, rec, max_in_flight)
+            emit(i, rec, (time.process_time() - cpu0) / max(time.perf_counter() - t0, 1e-9))
+    finally:
+        await target.close()
+
+
+def agree(windows: list[dict[str, float]], stability: Stability) -> bool:
+    """The last 3 windows agree within the tolerance in throughput and the percentile."""
+    last = windows[-3:]
+    return len(last) == 3 and all(
+        _agree([w[k] for w in last], stability.tolerance)
+        for k in ("throughput_rps", f"p{stability.percentile:g}_ms")
+    )
+
+
+def generator_warnings(result: dict[str, Any]) -> list[str]:
     """Signs that the generator, not the target, set the pace."""
     out = []
     if result["client_cpu"] > 0.85:

@@ -5,13 +5,17 @@ enough: each runs 1/N of the load (clients or rate), and their results merge exa
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from conveyor.bench.results import merge_histograms, summary_ms
+from conveyor.bench.results import Recorder, merge_histograms, summary_ms, to_json, unpack
+from conveyor.bench.runner import Stability, agree, generator_warnings, window_stats
 
 
 def _split_args(argv: list[str], workers: int, index: int) -> list[str]:
@@ -97,3 +101,82 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["stable"] = None
     merged.pop("server", None)  # each worker saw every worker's requests: not additive
     return merged
+
+
+def run_workers_windows(argv: list[str], workers: int, stability: Stability) -> dict[str, Any]:
+    """`--workers N` with measurement windows: the workers start together, each streams
+    its windows; window k of all workers is merged and judged here, and the workers are
+    stopped once 3 merged windows agree (or at `max_windows`)."""
+    start = time.time() + 3.0  # time for every worker to start and connect
+    procs = []
+    for k in range(workers):
+        cmd = [sys.executable, "-m", "conveyor.cli", "bench", *_split_args(argv, workers, k)]
+        cmd += ["--window-stream", "--start-at", f"{start:.3f}", "--live", "off"]
+        if "--seed" not in argv:
+            cmd += ["--seed", str(k)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    lines: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
+
+    def read(k: int, p: subprocess.Popen[str]) -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.startswith("{"):
+                lines.put((k, json.loads(line)))
+        lines.put((k, None))
+
+    for k, p in enumerate(procs):
+        threading.Thread(target=read, args=(k, p), daemon=True).start()
+    by_window: dict[int, list[dict[str, Any]]] = {}
+    merged: list[Recorder] = []
+    windows: list[dict[str, float]] = []
+    cpus: list[float] = []
+    stable, ended, first = False, 0, None
+    try:
+        while ended < workers and len(merged) < stability.max_windows:
+            k, doc = lines.get(timeout=stability.window_s * 4 + 60)
+            if doc is None:
+                ended += 1
+                continue
+            first = first or doc
+            parts = by_window.setdefault(doc["window"], [])
+            parts.append(doc)
+            if len(parts) < workers or doc["window"] != len(merged):
+                continue
+            rec = Recorder()
+            for part in parts:
+                rec.merge(unpack(part["recorder"]))
+            merged.append(rec)
+            cpus.append(sum(part["cpu"] for part in parts))
+            windows.append(window_stats(rec, stability.window_s, stability.percentile))
+            if agree(windows, stability):
+                stable = True
+                break
+    finally:
+        for p in procs:  # the workers we started, by PID
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait(10)
+    if not merged or first is None:
+        raise SystemExit("the generator processes produced no window")
+    rec = Recorder()
+    for window in merged[-3:]:
+        rec.merge(window)
+    pattern = dict(first["pattern"])
+    result = to_json(rec, first["target"], pattern, stability.window_s * len(merged[-3:]))
+    shares = [_split_args(argv, workers, k) for k in range(workers)]
+    for key, flag in (("concurrency", "--concurrency"), ("rate", "--rate")):
+        if key in pattern:
+            total = sum(float(a[a.index(flag) + 1]) for a in shares if flag in a)
+            result["pattern"][key] = int(total) if key == "concurrency" else total
+    result["workers"] = workers
+    result["client_cpu"] = round(sum(cpus[-3:]) / len(cpus[-3:]), 3)
+    result["windows"] = windows
+    result["stable"] = stable
+    result["warnings"] = generator_warnings(result)
+    if not stable:
+        result["warnings"].append(
+            f"unstable: no 3 consecutive windows agreed within ±{stability.tolerance:.0%} "
+            f"in {len(windows)} windows; the figures are the last 3 windows'"
+        )
+    return result

@@ -1,12 +1,14 @@
 """The gRPC listener: `grpc.aio` with the KServe V2 service and the standard
 `grpc.health.v1.Health` service (kept in step with /v2/health/ready).
 
-Where it runs is chosen by measurement: on the HTTP server's event loop, `grpc.aio`
-starves under HTTP load (it advances each call by one step per loop pass, and every
-pass serves all busy HTTP connections first): gRPC fell to about 10% of its solo rate,
-its p99 to 8x its solo p99. So by default gRPC gets an event loop of its own, in its
-own thread; inference calls hop to the data plane's loop, so requests from both
-protocols still meet in one batcher. `same_loop=True` keeps the single-loop layout.
+This is gRPC inside the server process (`--grpc-front thread` or `loop`); the default
+is a front process of its own (process.py), chosen by measurement. On the HTTP server's
+event loop (`loop`), `grpc.aio` starves under HTTP load (it advances each call by one
+step per loop pass, and every pass serves all busy HTTP connections first): gRPC fell
+to about 10% of its solo rate, its p99 to 8x its solo p99. On an event loop of its own
+in its own thread (`thread`), inference calls hop to the data plane's loop, so requests
+from both protocols still meet in one batcher, but grpc's bindings share the GIL with
+the HTTP loop: HTTP kept 24-33% of its solo rate under mixed load.
 """
 
 from __future__ import annotations

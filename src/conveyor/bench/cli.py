@@ -171,22 +171,37 @@ CSV_COLUMNS = [
     "Concurrency",
     "Request Rate",
     "Inferences/Second",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
     "p50 latency",
     "p90 latency",
     "p95 latency",
     "p99 latency",
+    "Avg latency",
     "Errors",
 ]
+SERVER_COLUMNS = {
+    "Network+Server Send/Recv": "transmission_us",
+    "Server Queue": "queue_us",
+    "Server Compute Input": "compute_input_us",
+    "Server Compute Infer": "compute_infer_us",
+    "Server Compute Output": "compute_output_us",
+}
 
 
 def _csv(path: Any, result: dict[str, Any], args: argparse.Namespace) -> None:
-    """perf_analyzer's leading and latency columns (µs); our client-side view only."""
-    lat = result["latency_ms"]
+    """perf_analyzer's columns, by its names (µs): the leading ones, the server-side
+    breakdown where the target has a statistics API (empty otherwise), the latencies."""
+    lat, server = result["latency_ms"], result.get("server") or {}
     row = [
         str(args.concurrency if not args.rate else ""),
         str(args.rate or ""),
-        f"{result['throughput_rps'] * args.batch_size:.2f}",
-        *(str(int(lat.get(p, 0) * 1000)) for p in ("p50", "p90", "p95", "p99")),
+        f"{result['items_per_second']:.2f}",
+        *(str(int(server[k])) if k in server else "" for k in SERVER_COLUMNS.values()),
+        *(str(int(lat.get(p, 0) * 1000)) for p in ("p50", "p90", "p95", "p99", "mean")),
         str(sum(result["errors"].values())),
     ]
     new = not path.exists()

@@ -115,7 +115,13 @@ class Upstream:
         self.idle: list[_Connection] = []
 
     async def call(self, path: str, body: bytes) -> tuple[int, bytes]:
-        conn = self.idle.pop() if self.idle else await self._connect()
+        conn = None
+        while self.idle and conn is None:
+            conn = self.idle.pop()
+            if conn.transport is None:  # closed while idle: never hand it a call
+                conn = None
+        if conn is None:
+            conn = await self._connect()
         try:
             result = await conn.call(path, body)
         except BaseException:

@@ -3,6 +3,7 @@ good ones, graceful shutdown under load, the example client."""
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import signal
 import socket
@@ -110,6 +111,45 @@ def test_request_timeout_in_queue(server: ServerProcess) -> None:
     if status == 200:  # the blocker had already finished: nothing was queued
         pytest.skip("the machine ran the blocking request before the timed one arrived")
     assert status == 503 and "timed out after" in orjson.loads(raw)["error"]
+
+
+def test_a_client_that_hangs_up_leaves_the_queue(server: ServerProcess) -> None:
+    def cancelled() -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("conveyor_request_failure_total")
+            and 'model="slow"' in line
+            and 'reason="cancelled"' in line
+        )
+
+    before = cancelled()
+    body, headers = image_body()
+    blocker = threading.Thread(
+        target=server.request, args=("POST", "/v2/models/slow/infer", body, headers)
+    )
+    blocker.start()
+    time.sleep(0.005)
+    gone_body, gone_headers = image_body(1)
+    head = "".join(f"{k}: {v}\r\n" for k, v in gone_headers.items())
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            f"POST /v2/models/slow/infer HTTP/1.1\r\nhost: x\r\n{head}"
+            f"content-length: {len(gone_body)}\r\n\r\n".encode()
+            + gone_body
+        )
+        time.sleep(0.005)  # queued behind the blocker (or running): then we hang up
+    blocker.join()
+    deadline = time.monotonic() + 10
+    while cancelled() <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cancelled() == before + 1
+    status, _, _ = server.request("POST", "/v2/models/slow/infer", *image_body(2))
+    assert status == 200
 
 
 def test_example_client(server: ServerProcess, demo_repo: Path, tmp_path: Path) -> None:

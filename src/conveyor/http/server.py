@@ -98,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.paused = False
         self.deferred_reject: tuple[int, str] | None = None
+        self.task: asyncio.Task[None] | None = None  # answering the requests in turn
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -108,6 +109,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        if self.task is not None and not self.task.done():
+            # nobody is left to read the answer: leave the queue (counted as cancelled);
+            # this is also how a gRPC deadline reaches us through the front process
+            self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -186,7 +191,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.pause_reading()
         else:
             self.busy = True
-            asyncio.get_running_loop().create_task(self._serve(request, keep_alive))
+            self.task = asyncio.get_running_loop().create_task(self._serve(request, keep_alive))
 
     # --- answering ------------------------------------------------------------------------
 

@@ -113,43 +113,88 @@ def test_request_timeout_in_queue(server: ServerProcess) -> None:
     assert status == 503 and "timed out after" in orjson.loads(raw)["error"]
 
 
-def test_a_client_that_hangs_up_leaves_the_queue(server: ServerProcess) -> None:
-    def cancelled() -> float:
-        conn = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=10)
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-        conn.close()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("conveyor_request_failure_total")
-            and 'model="slow"' in line
-            and 'reason="cancelled"' in line
-        )
-
-    before = cancelled()
-    body, headers = image_body()
-    blocker = threading.Thread(
-        target=server.request, args=("POST", "/v2/models/slow/infer", body, headers)
+def cancelled(server: ServerProcess) -> float:
+    """conveyor_request_failure_total{model="slow", reason="cancelled"}"""
+    conn = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("conveyor_request_failure_total")
+        and 'model="slow"' in line
+        and 'reason="cancelled"' in line
     )
-    blocker.start()
-    time.sleep(0.005)
-    gone_body, gone_headers = image_body(1)
-    head = "".join(f"{k}: {v}\r\n" for k, v in gone_headers.items())
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(
-            f"POST /v2/models/slow/infer HTTP/1.1\r\nhost: x\r\n{head}"
-            f"content-length: {len(gone_body)}\r\n\r\n".encode()
-            + gone_body
-        )
-        time.sleep(0.005)  # queued behind the blocker (or running): then we hang up
-    blocker.join()
-    deadline = time.monotonic() + 10
-    while cancelled() <= before and time.monotonic() < deadline:
+
+
+def wait_for_cancelled(server: ServerProcess, count: float, timeout_s: float = 3.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while cancelled(server) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert cancelled() == before + 1
+    return cancelled(server)
+
+
+def blocked(server: ServerProcess, attempt: object) -> bool:
+    """Run `attempt()` while the slow model's one instance is busy with another request;
+    True once the server counted a cancelled request. On a loaded machine the timing can
+    miss (the request may not reach the queue before it is given up), so a few tries."""
+    before = cancelled(server)
+    for _ in range(3):
+        body, headers = image_body()
+        blocker = threading.Thread(
+            target=server.request, args=("POST", "/v2/models/slow/infer", body, headers)
+        )
+        blocker.start()
+        time.sleep(0.005)
+        attempt()  # type: ignore[operator]
+        blocker.join()
+        if wait_for_cancelled(server, before + 1) > before:
+            return True
+    return False
+
+
+def test_a_client_that_hangs_up_leaves_the_queue(server: ServerProcess) -> None:
+    def hang_up() -> None:
+        gone_body, gone_headers = image_body(1)
+        head = "".join(f"{k}: {v}\r\n" for k, v in gone_headers.items())
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                f"POST /v2/models/slow/infer HTTP/1.1\r\nhost: x\r\n{head}"
+                f"content-length: {len(gone_body)}\r\n\r\n".encode()
+                + gone_body
+            )
+            time.sleep(0.02)  # received and queued behind the blocker (~40 ms): hang up
+
+    assert blocked(server, hang_up)
     status, _, _ = server.request("POST", "/v2/models/slow/infer", *image_body(2))
     assert status == 200
+
+
+def test_a_grpc_deadline_reaches_the_queue_through_the_front(server: ServerProcess) -> None:
+    import grpc
+
+    from conveyor.grpc import inference_pb2 as pb
+    from conveyor.grpc import inference_pb2_grpc as pb_grpc
+
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    req = pb.ModelInferRequest(model_name="slow")
+    req.inputs.add(name="images", datatype="FP32", shape=[1, 3, 224, 224])
+    req.raw_input_contents.append(x.tobytes())
+    codes = []
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.ModelInfer(req, timeout=30)  # connected and warm
+
+        def expire() -> None:
+            try:
+                stub.ModelInfer(req, timeout=0.02)  # expires in the queue behind the blocker
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+
+        assert blocked(server, expire)
+    assert codes[-1] == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def test_example_client(server: ServerProcess, demo_repo: Path, tmp_path: Path) -> None:

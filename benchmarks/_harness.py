@@ -143,6 +143,31 @@ def wait_ready(
     raise TimeoutError(f"{url} not ready in {timeout_s}s")
 
 
+def perf_analyzer_cmd(
+    model: str, url: str, protocol: str, concurrency: str, window_ms: int, *extra: str
+) -> list[str]:
+    """perf_analyzer (scripts/perf_analyzer.sh) at one concurrency: 3 windows of
+    `window_ms`, stability not demanded (this machine is noisy), so every run ends."""
+    return [
+        str(ROOT / "scripts" / "perf_analyzer.sh"),
+        "-m",
+        model,
+        "-i",
+        protocol,
+        "-u",
+        url,
+        "--concurrency-range",
+        concurrency,
+        "-p",
+        str(window_ms),
+        "--max-trials",
+        "3",
+        "--stability-percentage",
+        "999",
+        *extra,
+    ]
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

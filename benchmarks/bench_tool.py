@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import ROOT, Process, conveyor_server, demo_repo, median
+from _harness import ROOT, Process, conveyor_server, demo_repo, median, perf_analyzer_cmd
 
 PIN: list[str] = []  # a taskset prefix for the generators (--pin)
 
@@ -44,27 +44,9 @@ def bench(*args: str) -> dict[str, object]:
 def perf_analyzer(
     url: str, seconds: float, model: str = "simple", conc: str = "4", protocol: str = "http"
 ) -> tuple[float, float]:
+    window_ms = int(seconds * 1000 / 3)
     out = subprocess.run(
-        [
-            *PIN,
-            str(ROOT / "scripts" / "perf_analyzer.sh"),
-            "-m",
-            model,
-            "-i",
-            protocol,
-            "-u",
-            url,
-            "--concurrency-range",
-            conc,
-            "-p",
-            str(int(seconds * 1000 / 3)),
-            "--max-trials",
-            "3",
-            "--stability-percentage",
-            "999",
-            "--percentile",
-            "50",
-        ],
+        [*PIN, *perf_analyzer_cmd(model, url, protocol, conc, window_ms, "--percentile", "50")],
         capture_output=True,
         text=True,
         check=False,

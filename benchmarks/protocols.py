@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from _harness import ROOT, conveyor_server, demo_repo, model_repo
+from _harness import conveyor_server, demo_repo, model_repo, perf_analyzer_cmd
 
 LINEAR = """
 max_batch_size: 64
@@ -39,27 +39,9 @@ def perf_analyzer(url: str, protocol: str, interval_ms: int) -> list[dict[str, s
     for conc in ("1", "8"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pa.csv"
-            cmd = [
-                str(ROOT / "scripts" / "perf_analyzer.sh"),
-                "-m",
-                "linear",
-                "-i",
-                protocol,
-                "-u",
-                url,
-                "--concurrency-range",
-                conc,
-                "-p",
-                str(interval_ms),
-                "--max-trials",
-                "3",
-                "--stability-percentage",
-                "999",
-                "--shape",
-                "x:256",
-                "-f",
-                str(path),
-            ]
+            cmd = perf_analyzer_cmd(
+                "linear", url, protocol, conc, interval_ms, "--shape", "x:256", "-f", str(path)
+            )
             out = subprocess.run(cmd, check=False, capture_output=True, text=True)
             got = []
             if path.exists():

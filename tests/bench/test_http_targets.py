@@ -3,15 +3,14 @@ template's method, headers and body."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conveyor.cli import main
-from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+from conveyor.http.server import HttpRequest, HttpResponse
+from tests.bench.servers import serving_in_thread
 
 
 class Recorder:
@@ -26,16 +25,8 @@ class Recorder:
 @pytest.fixture
 def recorded() -> Iterator[tuple[str, Recorder]]:
     app = Recorder()
-    loop = asyncio.new_event_loop()
-    server = HttpServer(app, "127.0.0.1", 0, 1 << 20)
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}", app
-    asyncio.run_coroutine_threadsafe(server.shutdown(1.0), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serving_in_thread(app) as url:
+        yield url, app
 
 
 def test_torchserve_predictions(recorded: tuple[str, Recorder], tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pytest
 
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.cli import main
-from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+from conveyor.http.server import HttpRequest, HttpResponse
+from tests.bench.servers import serving_in_thread
 
 
 def test_values_lists_and_ranges() -> None:
@@ -82,16 +82,8 @@ class Serial:
 
 @pytest.fixture
 def serial_url() -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    server = HttpServer(Serial(), "127.0.0.1", 0, 1 << 16)  # type: ignore[arg-type]
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.port}/infer"
-    asyncio.run_coroutine_threadsafe(server.shutdown(1.0), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serving_in_thread(Serial()) as url:  # type: ignore[arg-type]
+        yield f"{url}/infer"
 
 
 def test_search_finds_the_highest_concurrency_under_the_slo(

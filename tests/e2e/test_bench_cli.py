@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.utils import ServerProcess
+from tests.e2e.utils import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -184,17 +184,8 @@ def test_several_generator_processes_merge(server: ServerProcess, tmp_path: Path
 BENCH = [sys.executable, "-m", "conveyor.cli", "bench"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def test_cold_start_launches_times_and_stops_the_server(demo_repo: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     serve = (
         f"{sys.executable} -m conveyor.cli serve {demo_repo} --host 127.0.0.1 "
         f"--http-port {port} --grpc-port 0 --metrics-port 0 "
@@ -222,7 +213,7 @@ def test_cold_start_launches_times_and_stops_the_server(demo_repo: Path, tmp_pat
 
 
 def test_cold_start_reports_a_server_that_dies(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     launch = f"{sys.executable} -c \"print('no model here'); raise SystemExit(3)\""
     proc = subprocess.run(
         [*BENCH, f"http://127.0.0.1:{port}", "--model", "simple", "--launch", launch],

@@ -6,27 +6,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.utils import ServerProcess
+from tests.e2e.utils import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = str(ROOT / "examples" / "locustfile.py")
 LOCUST = shutil.which("locust", path=str(Path(sys.executable).parent))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +51,7 @@ def test_locust_alone_writes_conveyor_json(server: ServerProcess, tmp_path: Path
 
 
 def test_locust_master_merges_its_workers(server: ServerProcess, tmp_path: Path) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     out = tmp_path / "dist.json"
     master = run_locust(
         "--master",

@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from conveyor.dataplane import DataPlane
-from conveyor.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
+from conveyor.errors import InvalidRequestError, ModelLoadError, ModelNotFoundError, NotFoundError
 from conveyor.repository.manager import ModelRepository
 from conveyor.types import InferRequest, RequestedOutput
 from tests.fakes import FakeBackend, write_model
@@ -87,7 +88,9 @@ async def test_bad_requests_are_400_naming_the_problem(
 
 async def test_unknown_model_and_version_are_404(tmp_path: Path) -> None:
     dp = await plane(tmp_path)
-    with pytest.raises(ModelNotFoundError):
+    with pytest.raises(
+        ModelNotFoundError, match=r"^Request for unknown model: 'ghost' is not found$"
+    ):
         await dp.infer(InferRequest("ghost", {}))
     with pytest.raises(NotFoundError, match="unknown version '7'"):
         await dp.infer(request(np.ones((1, 4), np.float32), version="7"))
@@ -105,4 +108,75 @@ output: [{name: y, data_type: TYPE_FP32, dims: [2, 2], reshape: {shape: [4]}}]
     x = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
     out = await dp.infer(request(x))
     np.testing.assert_array_equal(out.outputs["y"], x * 2)
+    dp.repository.close()
+
+
+async def explicit_plane(tmp_path: Path) -> DataPlane:
+    """Explicit model control over models m and n, with only m loaded."""
+    write_model(tmp_path, "m", CONFIG)
+    write_model(tmp_path, "n", CONFIG)
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load(["m"])
+    repo.start(asyncio.get_running_loop())
+    dp = DataPlane(repo)
+    dp.ready, dp.model_control_mode = True, "explicit"
+    return dp
+
+
+def _row(name: str, version: str = "", state: str = "", reason: str = "") -> dict[str, str]:
+    return {"name": name, "version": version, "state": state, "reason": reason}
+
+
+async def test_the_index_lists_every_model_directory_loaded_or_not(tmp_path: Path) -> None:
+    dp = await explicit_plane(tmp_path)
+    # as Triton: a model never loaded is its name alone
+    assert dp.repository_index() == [_row("m", "1", "READY"), _row("n")]
+    write_model(tmp_path, "later", CONFIG)  # the directory is read at each call
+    (tmp_path / ".incoming").mkdir()
+    assert [r["name"] for r in dp.repository_index()] == ["later", "m", "n"]
+    await dp.load_model("n")
+    await dp.unload_model("m")
+    assert dp.repository_index() == [
+        _row("later"),
+        _row("m", "", "UNAVAILABLE", "unloaded"),
+        _row("n", "1", "READY"),
+    ]
+    dp.repository.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "why"),
+    [
+        ('"parameters": {"config": {{"max_batch_size": "16"}}}', "is not JSON"),  # Triton's test
+        ("{", "is not JSON"),
+        ("[1, 2]", "the config must be a mapping"),
+        ('{"backend": "fake", "max_batch_size": "many"}', "must be an integer"),
+    ],
+)
+async def test_an_override_that_does_not_parse_fails_to_load(
+    tmp_path: Path, config: str, why: str
+) -> None:
+    dp = await explicit_plane(tmp_path)
+    with pytest.raises(ModelLoadError) as info:
+        await dp.load_model("m", config)
+    assert info.value.status == 400
+    assert info.value.message.startswith("failed to load 'm': ")
+    assert why in info.value.message
+    assert (await dp.infer(request(np.ones((1, 4), np.float32)))).version == "1"
+    dp.repository.close()
+
+
+@pytest.mark.parametrize("filename", ["../../../../etc/passwd", "/etc/passwd", "../../n/1/x"])
+async def test_an_override_naming_a_file_outside_is_refused(tmp_path: Path, filename: str) -> None:
+    dp = await explicit_plane(tmp_path)
+    override = orjson.dumps({"backend": "fake", "default_model_filename": filename}).decode()
+    for name in ("m", "n"):  # reloading a model that serves, and a first load
+        with pytest.raises(ModelLoadError) as info:
+            await dp.load_model(name, override)
+        assert info.value.status == 400
+        assert info.value.message == (
+            f"failed to load '{name}': default_model_filename {filename!r} leaves the model's "
+            "version directory (absolute or with '..'): refused"
+        )
+    assert (await dp.infer(request(np.ones((1, 4), np.float32)))).version == "1"
     dp.repository.close()

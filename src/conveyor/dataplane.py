@@ -17,6 +17,7 @@ from conveyor import __version__
 from conveyor.errors import (
     ConveyorError,
     InvalidRequestError,
+    ModelLoadError,
     QueueFullError,
     RequestTimeoutError,
 )
@@ -118,14 +119,18 @@ class DataPlane:
         self.repository.set_routing(name, parsed_labels, parsed_split)
 
     async def load_model(self, name: str, config_json: str | None = None) -> None:
-        """Repository API: load or reload a model (explicit model control only)."""
+        """Repository API: load or reload a model (explicit model control only). Every
+        failure, an override config that is not JSON included, is a ModelLoadError saying
+        "failed to load '<name>'", as Triton words it (its example clients match on it)."""
         self._check_explicit()
         override = None
         if config_json is not None:
             try:
                 override = orjson.loads(config_json)
             except orjson.JSONDecodeError as exc:
-                raise InvalidRequestError(f"the 'config' parameter is not JSON: {exc}") from None
+                raise ModelLoadError(
+                    f"failed to load '{name}': the 'config' parameter is not JSON: {exc}"
+                ) from None
         async with self._control:
             old = await asyncio.to_thread(self.repository.reload, name, override)
         if old is not None:
@@ -173,9 +178,19 @@ class DataPlane:
             )
 
     def repository_index(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, entry in sorted(self.repository.models.items()):
-            if entry.state == READY:
+        """Triton's index: every model directory of the repository, loaded or not, read
+        at each call (one directory listing, cheap enough for the event loop). A model
+        never loaded is its name with empty version, state and reason (what Triton's gRPC
+        index says; its REST index leaves the fields out); a loaded one has a row per
+        version; a failed or unloaded one its state and reason. Models the server knows
+        whose directory is gone (still serving, or named by --load-model) are listed too."""
+        models = self.repository.models
+        rows: list[dict[str, Any]] = []
+        for name in sorted(models.keys() | self.repository.model_names()):
+            entry = models.get(name)
+            if entry is None:
+                rows.append({"name": name, "version": "", "state": "", "reason": ""})
+            elif entry.state == READY:
                 rows += [
                     {"name": name, "version": str(v), "state": READY, "reason": entry.reason}
                     for v in sorted(entry.versions)

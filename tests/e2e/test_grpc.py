@@ -85,7 +85,11 @@ def test_typed_contents_are_accepted(server: ServerProcess) -> None:
     [
         ("wrong dtype", grpc.StatusCode.INVALID_ARGUMENT, "expected datatype INT32, got FP32"),
         ("raw size", grpc.StatusCode.INVALID_ARGUMENT, "binary_data_size is 60 bytes"),
-        ("unknown model", grpc.StatusCode.NOT_FOUND, "unknown model 'ghost'"),
+        (
+            "unknown model",
+            grpc.StatusCode.NOT_FOUND,
+            "Request for unknown model: 'ghost' is not found",
+        ),
         ("unknown version", grpc.StatusCode.NOT_FOUND, "unknown version '9'"),
         ("raw count", grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents has 1 entries"),
         ("negative dim", grpc.StatusCode.INVALID_ARGUMENT, "has a negative dim"),

@@ -128,7 +128,14 @@ CASES = [
         400,
         "runs past the end of the body",
     ),
-    ("unknown model", "/v2/models/ghost/infer", GOOD, {}, 404, "unknown model 'ghost'"),
+    (
+        "unknown model",
+        "/v2/models/ghost/infer",
+        GOOD,
+        {},
+        404,
+        "Request for unknown model: 'ghost' is not found",
+    ),
     ("unknown version", "/v2/models/simple/versions/9/infer", GOOD, {}, 404, "unknown version '9'"),
     ("unknown route", "/v3/anything", GOOD, {}, 404, "no route"),
     (
@@ -179,5 +186,8 @@ def test_client_that_hangs_up_mid_body_does_not_hurt(small: ServerProcess) -> No
 def test_not_loaded_model_in_explicit_mode(small: ServerProcess) -> None:
     status, _, _raw = small.request("POST", "/v2/models/mlp/infer", GOOD)
     assert status == 404
-    index = orjson.loads(small.request("POST", "/v2/repository/index")[2])
-    assert [row["name"] for row in index] == ["simple"]
+    index = {
+        row["name"]: row for row in orjson.loads(small.request("POST", "/v2/repository/index")[2])
+    }
+    assert index["simple"]["state"] == "READY"  # every model directory is listed, as by Triton
+    assert index["mlp"] == {"name": "mlp", "version": "", "state": "", "reason": ""}

@@ -4,6 +4,7 @@ good ones, graceful shutdown under load, the example client."""
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import signal
 import socket
@@ -59,7 +60,8 @@ def repo(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     `simple`: the demo model."""
     root = tmp_path_factory.mktemp("repo")
     (root / "slow" / "1").mkdir(parents=True)
-    (root / "slow" / "1" / "model.onnx").symlink_to(demo_repo / "resnet" / "1" / "model.onnx")
+    # a hard link, not a symlink: a model file linking out of the repository is refused
+    os.link(demo_repo / "resnet" / "1" / "model.onnx", root / "slow" / "1" / "model.onnx")
     (root / "slow" / "config.yaml").write_text(SLOW_CONFIG)
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "model.onnx").write_bytes(b"\x00not an onnx file")

@@ -109,7 +109,12 @@ def test_b64_strings(tfs: ServerProcess) -> None:
         ("/v1/models/mlp:predict", {"instances": [[1.0] * 63]}, 400, "expected shape"),
         ("/v1/models/simple:predict", {"instances": [[1] * 16]}, 400, "must be an object"),
         ("/v1/models/simple:predict", {"instances": [{"INPUT9": [1]}]}, 400, "unknown input"),
-        ("/v1/models/ghost:predict", {"instances": [1]}, 404, "unknown model 'ghost'"),
+        (
+            "/v1/models/ghost:predict",
+            {"instances": [1]},
+            404,
+            "Request for unknown model: 'ghost' is not found",
+        ),
         (
             "/v1/models/mlp/labels/stable:predict",
             {"instances": [1]},

@@ -120,3 +120,15 @@ def test_pbtxt_and_yaml_give_the_same_config() -> None:
 def test_invalid_configs_say_why(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, "m")
+
+
+@pytest.mark.parametrize("filename", ["../x", "../../../../etc/passwd", "/etc/passwd", "a/../b"])
+def test_model_filename_outside_the_version_directory_is_refused(filename: str) -> None:
+    with pytest.raises(ConfigError, match=r"default_model_filename .* leaves .*: refused"):
+        parse_config({"default_model_filename": filename}, "m")
+
+
+def test_model_filename_may_name_a_subdirectory() -> None:
+    config = parse_config({"default_model_filename": "sub/model.onnx"}, "m")
+    assert config.default_model_filename == "sub/model.onnx"
+    assert parse_config({}, "m").default_model_filename == "model.onnx"

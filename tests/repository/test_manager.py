@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.demo import models
-from conveyor.errors import ModelNotFoundError, NotFoundError, UnavailableError
+from conveyor.errors import ModelLoadError, ModelNotFoundError, NotFoundError, UnavailableError
 from conveyor.repository.manager import READY, UNAVAILABLE, ModelRepository
 from conveyor.runtimes.onnx import OnnxBackend
 from tests.fakes import FakeBackend, write_model
@@ -137,4 +137,106 @@ def test_traffic_split_routes_unversioned_requests(tmp_path: Path) -> None:
     repo.load()
     assert {repo.get("m").version for _ in range(50)} == {2}
     assert repo.get("m", "3").version == 3
+    repo.close()
+
+
+def test_unknown_model_is_worded_as_triton_words_it(tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path, {"fake": FakeBackend()})
+    repo.load()
+    with pytest.raises(ModelNotFoundError) as info:
+        repo.get("ghost")
+    assert str(info.value) == "Request for unknown model: 'ghost' is not found"
+    assert info.value.status == 404
+
+
+@pytest.fixture
+def repo_root(tmp_path: Path) -> Path:
+    """A repository with one good model, beside a file it must never read."""
+    (tmp_path / "secret").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    root = tmp_path / "repo"
+    write_model(root, "good", "backend: fake")
+    return root
+
+
+def _load(root: Path) -> ModelRepository:
+    repo = ModelRepository(root, {"fake": FakeBackend()})
+    repo.load()
+    assert repo.models["good"].state == READY
+    return repo
+
+
+def test_a_model_file_linking_out_is_refused_for_every_backend(repo_root: Path) -> None:
+    path = write_model(repo_root, "m", "backend: fake\ndefault_model_filename: model.bin")
+    (path / "1" / "model.bin").symlink_to(repo_root.parent / "secret")
+    repo = _load(repo_root)
+    assert repo.models["m"].state == UNAVAILABLE
+    assert repo.models["m"].reason == (
+        "version 1: default_model_filename 'model.bin' leaves the model's version directory: "
+        "refused"
+    )
+    repo.close()
+
+
+def test_a_config_naming_a_file_outside_is_refused(repo_root: Path) -> None:
+    write_model(repo_root, "m", "backend: fake\ndefault_model_filename: ../../../secret")
+    repo = _load(repo_root)
+    assert "default_model_filename '../../../secret' leaves" in repo.models["m"].reason
+    assert repo.models["m"].reason.endswith("refused")
+    repo.close()
+
+
+def test_directories_linking_out_of_the_repository_are_refused(repo_root: Path) -> None:
+    outside = write_model(repo_root.parent, "elsewhere", "backend: fake")
+    (repo_root / "linked_model").symlink_to(outside, target_is_directory=True)
+    (repo_root / "linked_version").mkdir()
+    (repo_root / "linked_version" / "config.yaml").write_text("backend: fake")
+    (repo_root / "linked_version" / "1").symlink_to(outside / "1", target_is_directory=True)
+    (repo_root / "linked_config" / "1").mkdir(parents=True)
+    (repo_root / "linked_config" / "config.yaml").symlink_to(outside / "config.yaml")
+    repo = _load(repo_root)
+    for name in ("linked_model", "linked_version", "linked_config"):
+        assert repo.models[name].state == UNAVAILABLE
+        assert "leaves the model repository" in repo.models[name].reason
+        assert repo.models[name].reason.endswith("refused")
+    repo.close()
+
+
+def test_a_link_inside_the_repository_is_followed(repo_root: Path) -> None:
+    (repo_root / "alias").mkdir()
+    (repo_root / "alias" / "config.yaml").write_text("backend: fake")
+    (repo_root / "alias" / "1").symlink_to(repo_root / "good" / "1", target_is_directory=True)
+    repo = _load(repo_root)
+    assert repo.models["alias"].state == READY
+    repo.close()
+
+
+def test_a_warmup_file_outside_is_refused(repo_root: Path) -> None:
+    config = """
+backend: fake
+max_batch_size: 4
+input: [{name: x, data_type: TYPE_FP32, dims: [4]}]
+output: [{name: y, data_type: TYPE_FP32, dims: [4]}]
+model_warmup:
+  - {name: w, batch_size: 1, inputs: {x: {data_type: TYPE_FP32, dims: [4],
+     input_data_file: ../../../secret}}}
+"""
+    write_model(repo_root, "m", config)
+    repo = _load(repo_root)
+    assert repo.models["m"].reason == (
+        "version 1: model_warmup input_data_file '../../../secret' leaves the model's version "
+        "directory: refused"
+    )
+    repo.close()
+
+
+@pytest.mark.parametrize("filename", ["../../../../etc/passwd", "/etc/passwd"])
+def test_an_override_naming_a_file_outside_is_refused(repo_root: Path, filename: str) -> None:
+    repo = _load(repo_root)
+    override = {"backend": "fake", "default_model_filename": filename}
+    with pytest.raises(ModelLoadError) as info:
+        repo.reload("good", override)
+    assert info.value.status == 400
+    assert info.value.message.startswith("failed to load 'good': default_model_filename")
+    assert info.value.message.endswith("refused")
+    assert repo.get("good").version == 1  # what served still serves
     repo.close()

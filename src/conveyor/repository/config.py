@@ -8,6 +8,7 @@ so a Triton user recognises them. `to_triton_json` renders Triton's JSON form (w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from conveyor.datatypes import V2_TO_TRITON, normalize_datatype
@@ -222,6 +223,19 @@ def _parameters(raw: Any) -> dict[str, str]:
     return out
 
 
+def _model_filename(raw: Any) -> str:
+    """A plain relative path: the file must lie in the version directory (checked again,
+    symlinks followed, when the model loads: layout.model_path)."""
+    name = str(raw or "model.onnx")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise ConfigError(
+            f"default_model_filename {name!r} leaves the model's version directory "
+            "(absolute or with '..'): refused"
+        )
+    return name
+
+
 def parse_warmup(raw: Any) -> list[Any]:
     from conveyor.repository.warmup import parse_warmup as parse
 
@@ -294,7 +308,7 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         instance_group=groups or [InstanceGroup()],
         version_policy=_version_policy(raw.get("version_policy")),
         parameters=_parameters(raw.get("parameters")),
-        default_model_filename=str(raw.get("default_model_filename") or "model.onnx"),
+        default_model_filename=_model_filename(raw.get("default_model_filename")),
         graph_optimization_level=_int(
             (optimization.get("graph") or {}).get("level", 0), "optimization.graph.level"
         ),

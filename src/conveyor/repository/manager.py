@@ -1,7 +1,8 @@
 """Loads the models of a repository and answers "which model version serves this?".
 
-A model that fails to load (bad config, broken file, config contradicting the model)
-is recorded with its reason and the other models still load.
+A model that fails to load (bad config, broken file, config contradicting the model, a
+file or directory leaving the repository) is recorded with its reason and the other
+models still load.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from conveyor.repository.config import ConfigError, ModelConfig, parse_config
 from conveyor.repository.layout import (
     Fingerprint,
     ModelSource,
+    check_inside_repository,
     fingerprint,
+    model_names,
+    model_path,
     read_config,
     scan,
     select_versions,
@@ -38,6 +42,11 @@ from conveyor.runtimes.base import Backend, Runtime
 log = logging.getLogger("conveyor.repository")
 
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"
+
+
+def unknown_model(name: str) -> ModelNotFoundError:
+    # Triton's words (model_repository_manager.cc): its example clients match on them
+    return ModelNotFoundError(f"Request for unknown model: '{name}' is not found")
 
 
 @dataclass(slots=True)
@@ -92,6 +101,14 @@ def check_routing(labels: dict[str, int], split: dict[int, float], versions: lis
             )
 
 
+def _check_warmup_files(config: ModelConfig, model_dir: Path) -> None:
+    """Warm-up data files are read from the model's `warmup/` directory, and only there."""
+    for sample in config.model_warmup:
+        for spec in sample.inputs.values():
+            if spec.source == "file":
+                model_path(model_dir / "warmup", spec.file, "model_warmup input_data_file")
+
+
 class ModelRepository:
     def __init__(
         self,
@@ -134,6 +151,9 @@ class ModelRepository:
     ) -> ModelEntry:
         entry = ModelEntry(source.name)
         try:
+            check_inside_repository(self.root, source.path)
+            if override is None and source.config_file is not None:
+                check_inside_repository(self.root, source.config_file)
             config = (
                 read_config(source) if override is None else parse_config(override, source.name)
             )
@@ -168,6 +188,10 @@ class ModelRepository:
         runtimes: list[Runtime] = []
         warmup_s = 0.0
         try:
+            # before any backend sees the config: no backend may open a file outside
+            check_inside_repository(self.root, path)
+            model_path(path, config.default_model_filename)
+            _check_warmup_files(config, path.parent)
             for i in range(config.instance_count):
                 runtime = backend.load(config, path, i)
                 runtimes.append(runtime)
@@ -195,6 +219,10 @@ class ModelRepository:
             log.info("model %r version %d warmed up in %.3fs", config.name, version, warmup_s)
         return mv
 
+    def model_names(self) -> list[str]:
+        """Every model directory of the repository now (one directory listing)."""
+        return model_names(self.root)
+
     def reload(self, name: str, override: dict[str, Any] | None = None) -> ModelEntry | None:
         """Load (or reload) one model beside what serves now, then switch to it at once.
         Returns the entry it replaced, for the caller to drain and close. If the load
@@ -221,7 +249,7 @@ class ModelRepository:
         """Change a model's version labels and/or traffic split, without reloading."""
         entry = self.models.get(name)
         if entry is None or entry.config is None:
-            raise ModelNotFoundError(f"unknown model '{name}'")
+            raise unknown_model(name)
         new_labels = entry.config.version_labels if labels is None else labels
         new_split = entry.config.traffic_split if split is None else split
         try:
@@ -258,7 +286,7 @@ class ModelRepository:
         """Stop routing to a model; returns its entry for the caller to drain and close."""
         old = self.models.get(name)
         if old is None:
-            raise ModelNotFoundError(f"unknown model '{name}'")
+            raise unknown_model(name)
         self._publish(ModelEntry(name, state=UNAVAILABLE, reason="unloaded"))
         self.loaded_prints.pop(name, None)
         return old
@@ -272,7 +300,7 @@ class ModelRepository:
     def get(self, name: str, version: str = "") -> ModelVersion:
         entry = self.models.get(name)
         if entry is None:
-            raise ModelNotFoundError(f"unknown model '{name}'")
+            raise unknown_model(name)
         if entry.state != READY:
             raise UnavailableError(f"model '{name}' is not ready: {entry.reason}")
         if not version:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from conveyor.repository.config import (
     to_triton_json,
 )
 from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
+from conveyor.runtimes.base import Outputs, RequestContext
 from conveyor.sharedmem import SharedMemoryRegistry
 from conveyor.types import InferRequest, InferResponse
 from conveyor.validation import Signature, reshape_outputs, signature, validate_inputs
@@ -63,8 +65,11 @@ class DataPlane:
         return {"name": "conveyor", "version": __version__, "extensions": EXTENSIONS}
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        self.repository.get(name, version)  # raises for unknown/unavailable
-        return self.ready
+        mv = self.repository.get(name, version)  # raises for unknown/unavailable
+        return self.ready and mv.scheduler.ready
+
+    def is_decoupled(self, name: str, version: str = "") -> bool:
+        return self.repository.get(name, version).config.decoupled
 
     def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
         mv = self.repository.get(name, version)
@@ -205,6 +210,8 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
+        if mv.config.decoupled:
+            return await self._infer_decoupled_once(request)
         start = time.perf_counter_ns()
         try:
             response = await self._infer(mv, request)
@@ -242,7 +249,78 @@ class DataPlane:
             },
         )
 
-    async def _infer(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
+    async def _infer_decoupled_once(self, request: InferRequest) -> InferResponse:
+        """A decoupled model over a unary call (REST, gRPC ModelInfer, the in-process API):
+        served when it answers with exactly one response, else a clear error."""
+        responses = [r async for r in self.infer_stream(request) if r.outputs]
+        for r in responses:
+            r.parameters.pop("triton_final_response", None)
+        if len(responses) != 1:
+            raise InvalidRequestError(
+                f"model '{request.model}' is decoupled and sent {len(responses)} responses to "
+                "this request: use gRPC ModelStreamInfer (tritonclient's start_stream / "
+                "async_stream_infer) to receive them"
+            )
+        return responses[0]
+
+    async def infer_stream(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """Every response to one request, as the model sends it; the last one carries the
+        parameter `triton_final_response` (with no outputs if the model's final send had
+        none). A model that is not decoupled yields its one response, marked final."""
+        mv = self.repository.get(request.model, request.version)
+        if not mv.config.decoupled:
+            response = await self.infer(request)
+            response.parameters["triton_final_response"] = True
+            yield response
+            return
+        start = time.perf_counter_ns()
+        sent: asyncio.Queue[tuple[Outputs | None, BaseException | None, bool, dict[str, Any]]]
+        sent = asyncio.Queue()
+
+        def on_response(
+            outputs: Outputs | None,
+            error: BaseException | None,
+            final: bool,
+            params: dict[str, Any],
+        ) -> None:
+            sent.put_nowait((outputs, error, final, params))
+
+        task = asyncio.ensure_future(self._infer(mv, request, on_response))
+
+        # the batch's execute ending before any answer came: its error is the request's
+        def ended(t: asyncio.Future[InferResponse]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                sent.put_nowait((None, t.exception(), True, {}))
+
+        task.add_done_callback(ended)
+        reason = "cancelled"  # unless it ends otherwise: the caller stopped reading
+        try:
+            while True:
+                outputs, error, final, params = await sent.get()
+                if error is not None:
+                    reason = failure_reason(error)
+                    raise error
+                response = InferResponse(request.model, mv.version_str, outputs or {}, request.id)
+                response.parameters.update(params)
+                if final:
+                    response.parameters["triton_final_response"] = True
+                    reason = ""
+                if outputs is not None or final:
+                    yield response
+                if final:
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+            elapsed = time.perf_counter_ns() - start
+            mv.scheduler.stats.record_request(not reason, elapsed, reason)
+
+    async def _infer(
+        self,
+        mv: ModelVersion,
+        request: InferRequest,
+        on_response: Any = None,
+    ) -> InferResponse:
         sig = signature(mv)
         raw_inputs = request.inputs
         if request.shm_inputs:
@@ -255,8 +333,17 @@ class DataPlane:
         params = request.parameters
         priority = _int_param(params, "priority") if params else 0
         timeout_us = _int_param(params, "timeout") if params else 0
+        context = None
+        if mv.scheduler.request_mode:
+            context = RequestContext(request.id, params, on_response)
         results = await mv.scheduler.submit(
-            inputs, outputs, rows, key, priority=priority, timeout_us=timeout_us or None
+            inputs,
+            outputs,
+            rows,
+            key,
+            priority=priority,
+            timeout_us=timeout_us or None,
+            context=context,
         )
         if sig.output_reshapes:
             results = reshape_outputs(sig, results)

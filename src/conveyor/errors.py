@@ -14,6 +14,7 @@ Every error a client can see carries its HTTP status; transports render it
     │   ├── QueueFullError             bounded queue full (carries Retry-After)
     │   └── RequestTimeoutError        per-request timeout expired while queued
     └── InternalError (500)            anything unexpected: generic message to the client
+        └── ModelExecutionError        a model's own code failed: its message is shown
 
 `GRPC_CODES` is the one table from HTTP status to gRPC status code name.
 
@@ -74,6 +75,15 @@ class RequestTimeoutError(UnavailableError):
 
 class InternalError(ConveyorError):
     pass
+
+
+class ModelExecutionError(InternalError):
+    """A model's own code (a Python model's `execute`) failed or answered wrongly; the
+    message is the model's, so it is shown. `status` may be set from the model's error."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ModelLoadError(InvalidRequestError):

@@ -40,6 +40,8 @@ class Conveyor:
         )
         self._models = models
         self.dataplane = DataPlane(self._repository)
+        for backend in self._repository.backends.values():
+            backend.bind(self.dataplane)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 

@@ -25,8 +25,9 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 def default_backends() -> dict[str, Backend]:
     from conveyor.runtimes.onnx import OnnxBackend
+    from conveyor.runtimes.python.backend import PythonBackend
 
-    return {OnnxBackend.name: OnnxBackend()}
+    return {OnnxBackend.name: OnnxBackend(), PythonBackend.name: PythonBackend()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ class Server:
             histograms=options.allow_metrics,
         )
         self.dataplane = DataPlane(self.repository)
+        for backend in self.repository.backends.values():
+            backend.bind(self.dataplane)  # Python models call other models (BLS) through it
         self.dataplane.model_control_mode = options.model_control_mode
         self.dataplane.drain_timeout_s = options.exit_timeout_secs
         self.dataplane.access_log = options.access_log

@@ -22,9 +22,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, repo: Path, *args: str, log_dir: Path) -> None:
+    def __init__(self, repo: Path, *args: str, log_dir: Path, wrap: tuple[str, ...] = ()) -> None:
         self.repo = repo
         self.args = args
+        self.wrap = wrap  # a command that runs the server, e.g. in a namespace of its own
         self.log_path = log_dir / f"server-{os.getpid()}-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -33,6 +34,7 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         cmd = [
+            *self.wrap,
             sys.executable,
             "-m",
             "conveyor.cli",

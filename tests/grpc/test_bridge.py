@@ -10,7 +10,13 @@ import numpy as np
 from grpc_health.v1 import health_pb2
 
 from conveyor.grpc import inference_pb2 as pb
-from conveyor.grpc.bridge import HEALTH_CHECK, STATUS_HEADER, BridgeApp, service_methods
+from conveyor.grpc.bridge import (
+    HEALTH_CHECK,
+    STATUS_HEADER,
+    STREAM_FRAME,
+    BridgeApp,
+    service_methods,
+)
 from conveyor.grpc.service import InferenceService
 from conveyor.http.server import HttpRequest, HttpResponse
 from tests.test_dataplane import plane
@@ -30,6 +36,17 @@ async def post(app: BridgeApp, path: str, body: bytes) -> HttpResponse:
 
 def body(resp: HttpResponse) -> bytes:
     return b"".join(bytes(b) for b in resp.body)
+
+
+async def streamed(resp: HttpResponse) -> list[bytes]:
+    """The messages of a streamed answer (each `<u32 length><message>`)."""
+    assert resp.stream is not None and not resp.body
+    messages = []
+    async for piece in resp.stream:
+        (n,) = STREAM_FRAME.unpack_from(piece)
+        assert len(piece) == STREAM_FRAME.size + n
+        messages.append(piece[STREAM_FRAME.size :])
+    return messages
 
 
 def infer_request(rows: int = 1) -> pb.ModelInferRequest:
@@ -69,15 +86,13 @@ async def test_errors_carry_the_grpc_status(tmp_path: Path) -> None:
 
 async def test_a_stream_message_gets_its_one_answer_or_in_stream_error(tmp_path: Path) -> None:
     app = await bridge(tmp_path)
-    ok = pb.ModelStreamInferResponse.FromString(
-        body(await post(app, STREAM, infer_request().SerializeToString()))
-    )
+    [reply] = await streamed(await post(app, STREAM, infer_request().SerializeToString()))
+    ok = pb.ModelStreamInferResponse.FromString(reply)
     assert not ok.error_message and ok.infer_response.id == "r1"
     bad = infer_request()
     bad.inputs[0].datatype = "INT32"
-    err = pb.ModelStreamInferResponse.FromString(
-        body(await post(app, STREAM, bad.SerializeToString()))
-    )
+    [reply] = await streamed(await post(app, STREAM, bad.SerializeToString()))
+    err = pb.ModelStreamInferResponse.FromString(reply)
     assert "expected datatype FP32" in err.error_message and err.infer_response.id == "r1"
 
 

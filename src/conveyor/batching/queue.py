@@ -51,6 +51,7 @@ class QueuedRequest:
     dispatch_ns: int = 0
     seq: int = field(default=0)
     outcome: Any = None  # held back until earlier requests are answered (preserve_ordering)
+    context: Any = None  # runtimes.base.RequestContext, for runtimes that see requests
 
 
 class BatchQueue:

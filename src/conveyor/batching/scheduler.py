@@ -12,6 +12,12 @@ on the event loop itself: cheaper than the hand-off, and never blocking the loop
 long. Slower models always run on their instance threads. And when such a cheap model
 is idle with nothing queued, a request is answered on the spot, without the round trip
 through the queue (the lone-request fast path).
+
+Runtimes that see requests (`RequestRuntime`: Python models, in worker processes) get
+each batch as its requests, on a `LoopWorker` (a task awaiting the worker process), and
+never run inline. An instance that is not ready (its worker restarting) gets no batch;
+requests wait for a restart under way, and fail at once with the reason (503) when every
+instance is down and its last restart failed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +36,8 @@ from conveyor.batching.queue import BatchQueue, QueuedRequest
 from conveyor.errors import ConveyorError, InternalError, RequestTimeoutError, UnavailableError
 from conveyor.metrics.stats import ModelStats
 from conveyor.repository.config import ModelConfig
-from conveyor.runtimes.base import Runtime
+from conveyor.runtimes.base import BatchItem, RequestContext, RequestRuntime, Runtime
+from conveyor.workers.loop import LoopWorker
 from conveyor.workers.threads import ThreadWorker
 
 log = logging.getLogger("conveyor.batching")
@@ -97,10 +105,14 @@ class Scheduler:
         self.queue = BatchQueue(config.name, config.max_batch_size, config.dynamic_batching)
         self.batched = config.max_batch_size > 0
         self._clock = clock
-        self._workers = [
-            ThreadWorker(rt, f"{config.name}-v{version}-{i}") for i, rt in enumerate(runtimes)
+        self.request_mode = bool(runtimes) and isinstance(runtimes[0], RequestRuntime)
+        self._workers: list[Any] = [
+            LoopWorker(rt, f"{config.name}-v{version}-{i}", self._wake)
+            if isinstance(rt, RequestRuntime)
+            else ThreadWorker(rt, f"{config.name}-v{version}-{i}")
+            for i, rt in enumerate(runtimes)
         ]
-        self._idle: list[ThreadWorker] = []
+        self._idle: list[Any] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
@@ -109,6 +121,8 @@ class Scheduler:
         self.closed = False
         self._pump_scheduled = False
         self._inline_max_ns = int(config.parameters.get("inline_execution_max_us", 200)) * 1000
+        if self.request_mode:
+            self._inline_max_ns = 0  # its work is in another process: never on the loop
         self._exec_avg_ns = -1  # moving average of batch compute time; -1 = not measured
         db = config.dynamic_batching
         # preserve_ordering: requests in arrival order, answered strictly in that order
@@ -119,6 +133,27 @@ class Scheduler:
     @property
     def instance_count(self) -> int:
         return len(self._workers)
+
+    @property
+    def ready(self) -> bool:
+        """Every instance can take a batch (false while a Python worker restarts)."""
+        return all(getattr(w.runtime, "ready", True) for w in self._workers)
+
+    def _down_reason(self) -> str | None:
+        """Why no instance can serve, or None when one can or soon will (a worker being
+        restarted: requests wait for it, within their timeouts)."""
+        if not self.request_mode:
+            return None
+        runtimes = [w.runtime for w in self._workers]
+        if not runtimes or any(rt.ready or not rt.failed for rt in runtimes):
+            return None
+        return str(runtimes[0].down_reason)
+
+    def _wake(self) -> None:
+        """An instance became ready again: serve what waits."""
+        if self._loop is not None and not self._pump_scheduled and not self.closed:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -134,10 +169,14 @@ class Scheduler:
         key: Hashable,
         priority: int = 0,
         timeout_us: int | None = None,
+        context: RequestContext | None = None,
     ) -> Outputs:
         if self.closed or self._loop is None:
             raise UnavailableError(f"model '{self.label}' is not accepting requests")
+        if self.request_mode and (down := self._down_reason()) is not None:
+            raise UnavailableError(f"model '{self.label}' is not ready: {down}")
         item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
+        item.context = context
         if (
             not self._pump_scheduled
             and not self.in_flight
@@ -174,6 +213,12 @@ class Scheduler:
                 ),
             )
         while self._idle:
+            worker = self._idle[-1]
+            if self.request_mode and not worker.runtime.ready:
+                worker = next((w for w in self._idle if w.runtime.ready), None)
+                if worker is None:
+                    self._fail_if_down()
+                    break
             batch = self.queue.take(now, self.in_flight)
             if batch is None:
                 break
@@ -181,10 +226,21 @@ class Scheduler:
             if not batch:
                 continue
             if 0 <= self._exec_avg_ns < self._inline_max_ns:
-                self._run_inline(self._idle[-1], batch)
+                self._run_inline(worker, batch)
             else:
-                self._dispatch(self._idle.pop(), batch)
+                self._idle.remove(worker)
+                self._dispatch(worker, batch)
         self._arm(self.queue.next_wakeup_ns())
+
+    def _fail_if_down(self) -> None:
+        """No instance is ready and none is executing: what waits fails with the reason."""
+        down = self._down_reason()
+        if down is None or self.in_flight:
+            return
+        error = UnavailableError(f"model '{self.label}' is not ready: {down}")
+        for item in list(self.queue._waiting()):
+            self.queue.discard(item)
+            self._resolve(item, error)
 
     def _arm(self, at_ns: int) -> None:
         if at_ns == 0 or (self._timer is not None and self._timer_at <= at_ns):
@@ -211,14 +267,14 @@ class Scheduler:
             raise self._translate(outcome)
         return outcome
 
-    def _run_inline(self, worker: ThreadWorker, batch: list[QueuedRequest]) -> None:
+    def _run_inline(self, worker: Any, batch: list[QueuedRequest]) -> None:
         try:
             result, error = self._execute(worker.runtime, batch), None
         except Exception as exc:
             result, error = None, exc
         self._complete(batch, result, error)
 
-    def _dispatch(self, worker: ThreadWorker, batch: list[QueuedRequest]) -> None:
+    def _dispatch(self, worker: Any, batch: list[QueuedRequest]) -> None:
         self.in_flight += 1
 
         def done(result: BatchResult | None, error: BaseException | None) -> None:
@@ -227,7 +283,19 @@ class Scheduler:
             self._complete(batch, result, error)
             self._pump()
 
-        worker.submit(lambda rt: self._execute(rt, batch), done)
+        if self.request_mode:
+            worker.submit(lambda rt: self._execute_requests(rt, batch), done)
+        else:
+            worker.submit(lambda rt: self._execute(rt, batch), done)
+
+    async def _execute_requests(
+        self, runtime: RequestRuntime, batch: list[QueuedRequest]
+    ) -> BatchResult:
+        """On the loop: the runtime answers each request of the batch separately."""
+        t0 = time.perf_counter_ns()
+        items = [BatchItem(i.inputs, i.outputs, i.rows, i.context) for i in batch]
+        results = await runtime.execute(items)
+        return BatchResult(results, 0, time.perf_counter_ns() - t0, 0, 0)
 
     def _execute(self, runtime: Runtime, batch: list[QueuedRequest]) -> BatchResult:
         """Runs on the worker thread. A failed batch is retried request by request, so a
@@ -269,7 +337,7 @@ class Scheduler:
             if isinstance(outcome, BaseException):
                 self._resolve(item, self._translate(outcome))
             else:
-                self._resolve(item, {n: outcome[n] for n in item.outputs})
+                self._resolve(item, {n: outcome[n] for n in item.outputs if n in outcome})
 
     def _record(self, batch: list[QueuedRequest], result: BatchResult) -> None:
         self.stats.record_batch(

@@ -13,6 +13,7 @@ server's side (`BridgeApp`); the front's side is `conveyor.grpc.front`.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ SERVICE = "inference.GRPCInferenceService"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 STATUS_HEADER = "grpc-status"  # present only on failures: the gRPC status code's number
 CONTENT_TYPE = "application/grpc+proto"
+STREAM_FRAME = struct.Struct("<I")  # each reply of a streamed answer: its length, then it
 
 
 class _Capture:
@@ -116,13 +118,12 @@ class BridgeApp:
             message = method.decode(request.body)
         except Exception as exc:  # a malformed message from a client, passed on untouched
             return failure(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {exc}")
+        if method.streaming:
+            # one stream message in, its answers (a decoupled model's several, or one
+            # in-stream error) out as they come: chunked, each `<u32 length><message>`
+            return HttpResponse(200, [], CONTENT_TYPE, stream=self._stream(message))
         try:
-            if method.streaming:
-                # one stream message in, its one answer (or in-stream error) out
-                replies = [r async for r in method.call(_one(message), _Context())]
-                reply = replies[0]
-            else:
-                reply = await method.call(message, _Context())
+            reply = await method.call(message, _Context())
         except _Abort as abort:
             return failure(abort.code, abort.details)
         except Exception:
@@ -142,6 +143,7 @@ class BridgeApp:
         reply = health_pb2.HealthCheckResponse(status=status)
         return HttpResponse(200, [reply.SerializeToString()], CONTENT_TYPE)
 
-
-async def _one(message: Any) -> AsyncIterator[Any]:
-    yield message
+    async def _stream(self, message: Any) -> AsyncIterator[bytes]:
+        async for reply in self.service.stream_answers(message):
+            data = reply.SerializeToString()
+            yield STREAM_FRAME.pack(len(data)) + data

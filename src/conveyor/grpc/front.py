@@ -34,6 +34,7 @@ from conveyor.grpc.bridge import (
     CONTENT_TYPE,
     HEALTH_CHECK,
     STATUS_HEADER,
+    STREAM_FRAME,
     service_methods,
 )
 from conveyor.grpc.streams import as_completed
@@ -57,6 +58,9 @@ class _Connection(asyncio.Protocol):
         self.status_header: str | None = None
         self.body: list[bytes] = []
         self.header_name = b""
+        # a streamed answer: `<u32 length><message>` pieces, queued as they arrive
+        self.stream: asyncio.Queue[bytes | tuple[int, bytes] | None] | None = None
+        self.pieces = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -65,6 +69,9 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(UpstreamError("connection to the server process lost"))
+        if self.stream is not None:
+            self.stream.put_nowait((14, b"connection to the server process lost"))  # UNAVAILABLE
+            self.stream.put_nowait(None)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -80,20 +87,61 @@ class _Connection(asyncio.Protocol):
             self.status_header = value.decode()
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        if self.stream is None or self.status_header is not None:
+            self.body.append(body)
+            return
+        pieces = self.pieces
+        pieces += body
+        pos = 0
+        while len(pieces) - pos >= STREAM_FRAME.size:
+            (n,) = STREAM_FRAME.unpack_from(pieces, pos)
+            if len(pieces) - pos - STREAM_FRAME.size < n:
+                break
+            start = pos + STREAM_FRAME.size
+            self.stream.put_nowait(bytes(pieces[start : start + n]))
+            pos = start + n
+        if pos:
+            del pieces[:pos]
 
     def on_message_complete(self) -> None:
         code = -1 if self.status_header is None else int(self.status_header)
         body = b"".join(self.body)
         self.body, self.status_header = [], None
+        if self.stream is not None:
+            if code >= 0:
+                self.stream.put_nowait((code, body))
+            self.stream.put_nowait(None)
+            return
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result((code, body))
+
+    async def call_stream(self, path: str, body: bytes) -> AsyncIterator[bytes | tuple[int, bytes]]:
+        """A streamed answer: each reply message as it comes, or (gRPC code, message)."""
+        if self.transport is None:
+            raise UpstreamError("connection to the server process closed")
+        queue: asyncio.Queue[bytes | tuple[int, bytes] | None] = asyncio.Queue()
+        self.stream = queue
+        self.pieces = bytearray()
+        self._send(path, body)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self.stream = None
 
     async def call(self, path: str, body: bytes) -> tuple[int, bytes]:
         """(-1, reply) on success, else (gRPC status code, message)."""
         if self.transport is None:
             raise UpstreamError("connection to the server process closed")
         self.waiter = asyncio.get_running_loop().create_future()
+        self._send(path, body)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+    def _send(self, path: str, body: bytes) -> None:
+        assert self.transport is not None
         head = (
             f"POST {path} HTTP/1.1\r\nhost: conveyor\r\ncontent-type: {CONTENT_TYPE}\r\n"
             f"content-length: {len(body)}\r\n\r\n"
@@ -101,10 +149,6 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
-        try:
-            return await self.waiter
-        finally:
-            self.waiter = None
 
 
 class Upstream:
@@ -130,6 +174,25 @@ class Upstream:
             raise
         self.idle.append(conn)
         return result
+
+    async def call_stream(self, path: str, body: bytes) -> AsyncIterator[bytes | tuple[int, bytes]]:
+        conn = None
+        while self.idle and conn is None:
+            conn = self.idle.pop()
+            if conn.transport is None:
+                conn = None
+        if conn is None:
+            conn = await self._connect()
+        complete = False
+        try:
+            async for item in conn.call_stream(path, body):
+                yield item
+            complete = True
+        finally:
+            if complete and conn.transport is not None:
+                self.idle.append(conn)
+            elif conn.transport is not None:  # abandoned mid-answer: never reuse it
+                conn.transport.close()
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -172,15 +235,17 @@ class Front:
         async def handler(
             requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
-            async def answer(message: bytes) -> bytes:
+            async def answer(message: bytes) -> AsyncIterator[bytes]:
                 try:
-                    code, reply = await self.upstream.call(path, message)
+                    async for item in self.upstream.call_stream(path, message):
+                        if isinstance(item, tuple):  # (code, message): an error
+                            error = pb.ModelStreamInferResponse(error_message=item[1].decode())
+                            yield error.SerializeToString()
+                        else:
+                            yield item
                 except UpstreamError as exc:
-                    code, reply = grpc.StatusCode.UNAVAILABLE.value[0], str(exc).encode()
-                if code >= 0:
-                    error = pb.ModelStreamInferResponse(error_message=reply.decode())
-                    return error.SerializeToString()
-                return reply
+                    error = pb.ModelStreamInferResponse(error_message=str(exc))
+                    yield error.SerializeToString()
 
             async for reply in as_completed(requests, answer):
                 yield reply

@@ -37,6 +37,22 @@ async def run_on(loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, An
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
+async def _on_loop(
+    loop: asyncio.AbstractEventLoop | None, stream: AsyncIterator[T]
+) -> AsyncIterator[T]:
+    """Iterate `stream` (an async generator living on `loop`) from the running loop."""
+    if loop is None or loop is asyncio.get_running_loop():
+        async for item in stream:
+            yield item
+        return
+    while True:
+        try:
+            item = await run_on(loop, stream.__anext__())  # type: ignore[arg-type]
+        except StopAsyncIteration:
+            return
+        yield item
+
+
 def status_of(exc: ConveyorError) -> grpc.StatusCode:
     code: grpc.StatusCode = getattr(grpc.StatusCode, GRPC_CODES.get(exc.status, "INTERNAL"))
     return code
@@ -118,24 +134,36 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Requests are served concurrently; each answer (or error) is sent as it is ready,
-        carrying its request's id."""
-
-        async def answer(msg: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
-            try:
-                response = await self._on_home(self.dataplane.infer(v2_grpc.decode_request(msg)))
-                return pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
-            except ConveyorError as exc:
-                out = pb.ModelStreamInferResponse(error_message=exc.message)
-                out.infer_response.id = msg.id
-                out.infer_response.model_name = msg.model_name
-            except Exception:
-                log.exception("internal error in ModelStreamInfer")
-                out = pb.ModelStreamInferResponse(error_message="internal server error")
-                out.infer_response.id = msg.id
-            return out
-
-        async for out in as_completed(requests, answer):
+        carrying its request's id; a decoupled model's answers each as the model sends it."""
+        async for out in as_completed(requests, self.stream_answers):
             yield out
+
+    async def stream_answers(
+        self, msg: pb.ModelInferRequest
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Every stream message for one request: its responses, or one error. As Triton
+        does, a final flag with no outputs is sent only when the request asks for it
+        (`triton_enable_empty_final_response`)."""
+        try:
+            request = v2_grpc.decode_request(msg)
+            empty_final = bool(request.parameters.get("triton_enable_empty_final_response"))
+            decoupled = self.dataplane.is_decoupled(request.model, request.version)
+            async for response in _on_loop(self.home, self.dataplane.infer_stream(request)):
+                if not decoupled:
+                    response.parameters.pop("triton_final_response", None)
+                elif not response.outputs and not empty_final:
+                    continue
+                yield pb.ModelStreamInferResponse(infer_response=v2_grpc.encode_response(response))
+            return
+        except ConveyorError as exc:
+            out = pb.ModelStreamInferResponse(error_message=exc.message)
+            out.infer_response.id = msg.id
+            out.infer_response.model_name = msg.model_name
+        except Exception:
+            log.exception("internal error in ModelStreamInfer")
+            out = pb.ModelStreamInferResponse(error_message="internal server error")
+            out.infer_response.id = msg.id
+        yield out
 
     @_rpc
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:

@@ -4,7 +4,7 @@ the front process: requests are served concurrently, each answer sent as it is r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 In = TypeVar("In")
@@ -12,25 +12,29 @@ Out = TypeVar("Out")
 
 
 async def as_completed(
-    requests: AsyncIterator[In], answer: Callable[[In], Awaitable[Out]]
+    requests: AsyncIterator[In], answer: Callable[[In], AsyncIterator[Out]]
 ) -> AsyncIterator[Out]:
-    """Yield `answer(r)` for every request, in the order the answers complete. `answer`
-    must not raise (errors travel in-stream as answers); the stream ends when the
-    requests do and every answer is out. Closing the generator cancels what is pending."""
+    """Yield every answer of `answer(r)` for every request, each as soon as it is ready
+    (a decoupled model answers one request several times). `answer` must not raise
+    (errors travel in-stream as answers); the stream ends when the requests do and every
+    answer is out. Closing the generator cancels what is pending."""
     done: asyncio.Queue[Out | None] = asyncio.Queue()
     pending: set[asyncio.Task[None]] = set()
 
     async def serve(request: In) -> None:
-        await done.put(await answer(request))
+        async for out in answer(request):
+            await done.put(out)
 
     async def read() -> None:
-        async for request in requests:
-            task = asyncio.ensure_future(serve(request))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        if pending:
-            await asyncio.gather(*pending)
-        await done.put(None)
+        try:
+            async for request in requests:
+                task = asyncio.ensure_future(serve(request))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+        finally:  # even if an answer broke its contract and raised: never hang
+            done.put_nowait(None)
 
     reader = asyncio.ensure_future(read())
     try:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -44,6 +44,8 @@ class HttpResponse:
     body: list[Chunk] = field(default_factory=list)
     content_type: str = "application/json"
     headers: dict[str, str] | None = None
+    # a body written as it is produced (chunked transfer encoding), instead of `body`
+    stream: AsyncIterator[bytes] | None = None
 
 
 App = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -205,7 +207,11 @@ class _Connection(asyncio.Protocol):
             if self.transport is None:
                 return
             keep_alive = keep_alive and not self.server.draining
-            self._write(response, keep_alive)
+            if response.stream is not None:
+                if not await self._write_stream(response, keep_alive):
+                    return
+            else:
+                self._write(response, keep_alive)
             if not keep_alive:
                 self.transport.close()
                 return
@@ -229,6 +235,24 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.writelines([head, *response.body])
         self.last_activity = time.monotonic()
+
+    async def _write_stream(self, response: HttpResponse, keep_alive: bool) -> bool:
+        """Chunked: each piece goes out as it comes. False if the client went away."""
+        assert self.transport is not None and response.stream is not None
+        head = _head(response, 0, keep_alive).replace(
+            b"content-length: 0\r\n", b"transfer-encoding: chunked\r\n"
+        )
+        self.transport.write(head)
+        async for piece in response.stream:
+            if self.transport is None:
+                return False
+            if piece:
+                self.transport.writelines([f"{len(piece):x}\r\n".encode(), piece, b"\r\n"])
+        if self.transport is None:
+            return False
+        self.transport.write(b"0\r\n\r\n")
+        self.last_activity = time.monotonic()
+        return True
 
     def _reject(self, status: int, message: str) -> None:
         """Answer an error the request cannot recover from, then close the connection."""

@@ -239,6 +239,10 @@ def render(dataplane: DataPlane, gpus: GpuMonitor | None = None) -> bytes:
     out.sample("process_start_time_seconds", "", float(_START))
     if gpus is not None:
         gpus.render(out)
+    for backend in dataplane.repository.backends.values():
+        text = backend.render_metrics()  # e.g. Python models' custom metrics, restarts
+        if text:
+            out.lines.append(text.rstrip("\n"))
     out.lines.append("")
     return "\n".join(out.lines).encode()
 

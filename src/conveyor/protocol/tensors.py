@@ -14,6 +14,7 @@ import numpy as np
 
 from conveyor.datatypes import V2_TO_NUMPY
 from conveyor.errors import InvalidRequestError
+from conveyor.runtimes.python.stub.wire import serialize_bytes
 from conveyor.types import Chunk
 
 
@@ -59,12 +60,7 @@ def from_bytes(
 def to_bytes(arr: np.ndarray) -> Chunk:
     """The raw bytes of a tensor (a view for fixed-size types)."""
     if arr.dtype.kind in "OSU":
-        parts = []
-        for x in arr.reshape(-1):
-            b = x if isinstance(x, bytes) else str(x).encode()
-            parts.append(struct.pack("<I", len(b)))
-            parts.append(b)
-        return b"".join(parts)
+        return serialize_bytes(arr)  # one implementation, shared with Python workers
     return np.ascontiguousarray(arr).data.cast("B")
 
 

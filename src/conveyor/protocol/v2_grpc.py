@@ -145,4 +145,6 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
             msg.raw_output_contents.append(b"")
         else:
             msg.raw_output_contents.append(bytes(to_bytes(arr)))
+    for key, value in response.parameters.items():
+        set_param(msg.parameters, key, value)
     return msg

@@ -81,6 +81,8 @@ class ModelConfig:
     version_labels: dict[str, int] = field(default_factory=dict)
     traffic_split: dict[int, float] = field(default_factory=dict)
     model_warmup: list[Any] = field(default_factory=list)  # warmup.WarmupSample
+    # Triton's model_transaction_policy.decoupled: any number of responses per request
+    decoupled: bool = False
 
     @property
     def instance_count(self) -> int:
@@ -308,7 +310,9 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         instance_group=groups or [InstanceGroup()],
         version_policy=_version_policy(raw.get("version_policy")),
         parameters=_parameters(raw.get("parameters")),
-        default_model_filename=_model_filename(raw.get("default_model_filename")),
+        default_model_filename=_model_filename(
+            raw.get("default_model_filename") or ("model.py" if backend == "python" else "")
+        ),
         graph_optimization_level=_int(
             (optimization.get("graph") or {}).get("level", 0), "optimization.graph.level"
         ),
@@ -316,6 +320,7 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         version_labels=parse_labels(raw.get("version_labels")),
         traffic_split=parse_split(raw.get("traffic_split")),
         model_warmup=parse_warmup(raw.get("model_warmup")),
+        decoupled=_bool((raw.get("model_transaction_policy") or {}).get("decoupled", False)),
     )
     if "dynamic_batching" in raw:
         if max_batch_size == 0:
@@ -380,6 +385,7 @@ def to_triton_json(c: ModelConfig) -> dict[str, Any]:
         "default_model_filename": c.default_model_filename,
         "parameters": {k: {"string_value": v} for k, v in c.parameters.items()},
         "optimization": {"graph": {"level": c.graph_optimization_level}},
+        "model_transaction_policy": {"decoupled": c.decoupled},
     }
     if c.version_labels:
         out["version_labels"] = dict(c.version_labels)

@@ -111,6 +111,15 @@ def read_config(source: ModelSource) -> ModelConfig:
                 raw = yaml.safe_load(text) or {}
         except (ValueError, yaml.YAMLError) as exc:
             raise ConfigError(f"{source.config_file.name} is not valid: {exc}") from None
+    if (
+        isinstance(raw, dict)
+        and not raw.get("backend")
+        and not raw.get("platform")
+        and not raw.get("default_model_filename")
+        and source.versions
+        and (source.path / str(source.versions[-1]) / "model.py").is_file()
+    ):
+        raw = {**raw, "backend": "python"}  # as Triton: a model.py makes a python model
     return parse_config(raw, source.name)
 
 

@@ -7,13 +7,19 @@ Runtimes that release the GIL (ONNX Runtime) scale with the number of instances.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from conveyor.repository.config import ModelConfig
+from conveyor.types import InferRequest, InferResponse
+
+Outputs = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +48,78 @@ class Runtime(ABC):
         """Release the instance's resources."""
 
 
+# A decoupled model's answer to one request, delivered on the loop: outputs (or None),
+# the error that ends the request (or None), whether it is the last, response parameters.
+OnResponse = Callable[[Outputs | None, BaseException | None, bool, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a request carries besides its tensors, for runtimes that see requests."""
+
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    on_response: OnResponse | None = None  # decoupled models only
+
+
+@dataclass(slots=True)
+class BatchItem:
+    inputs: Outputs
+    outputs: list[str]
+    rows: int
+    context: RequestContext | None
+
+
+class RequestRuntime(Runtime):
+    """A runtime that executes a batch as its separate requests, asynchronously on the
+    event loop, its work done elsewhere (Python models: a worker process per instance).
+    `infer` stays available, blocking, until `start` (for warm-up at load time)."""
+
+    decoupled = False
+
+    @abstractmethod
+    def start(self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None]) -> None:
+        """Serve from `loop`; call `on_ready` whenever the instance becomes ready again."""
+
+    @property
+    @abstractmethod
+    def ready(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def down_reason(self) -> str:
+        """Why the instance is not ready (empty when it is)."""
+
+    @property
+    def failed(self) -> bool:
+        """Down with no recovery under way that is expected to succeed (its last restart
+        failed): requests should not wait for it."""
+        return False
+
+    @abstractmethod
+    async def execute(self, batch: list[BatchItem]) -> list[Outputs | BaseException]:
+        """One result per request: its outputs, or the error that fails it alone."""
+
+
+class Caller(Protocol):
+    """The data plane, as a model calling other models (BLS) sees it."""
+
+    async def infer(self, request: InferRequest) -> InferResponse: ...
+
+    def infer_stream(self, request: InferRequest) -> AsyncIterator[InferResponse]: ...
+
+
 class Backend(ABC):
     """Creates runtime instances for one kind of model file."""
 
     name: str
+
+    def bind(self, caller: Caller) -> None:  # noqa: B027 - optional hook
+        """Called once by the composition root: how models reach other models."""
+
+    def render_metrics(self) -> str:
+        """Prometheus text of the backend's own metrics (empty by default)."""
+        return ""
 
     @abstractmethod
     def model_file(self, config: ModelConfig, version_dir: Path) -> Path:

@@ -1,0 +1,216 @@
+"""Python model workers under failure: a worker that crashes, hangs or is killed -9 fails
+only what it was executing and is replaced; nothing is left in /dev/shm after a stop or a
+SIGKILL of the server; a model set whose arenas exceed Kubernetes' 64 MB /dev/shm serves
+in one (a private tmpfs of that size on /dev/shm, in a mount namespace of its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.test_python_models import MODELS
+from tests.e2e.utils import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+SLOW_MODEL = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep(0.05)
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+
+def slow_model(repo: Path, name: str, instances: int, arena: int = 16 << 20) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "1" / "model.py").write_text(SLOW_MODEL)
+    (repo / name / "config.yaml").write_text(
+        f"backend: python\nmax_batch_size: 0\n"
+        f"input: [{{name: IN, data_type: TYPE_FP32, dims: [-1]}}]\n"
+        f"output: [{{name: OUT, data_type: TYPE_FP32, dims: [-1]}}]\n"
+        f"instance_group: [{{count: {instances}}}]\n"
+        f"parameters: {{shm_arena_bytes: '{arena}'}}\n"
+    )
+
+
+def infer(server: ServerProcess, model: str, body: dict[str, object]) -> tuple[int, dict]:
+    status, _, data = server.request("POST", f"/v2/models/{model}/infer", json.dumps(body).encode())
+    return status, json.loads(data)
+
+
+def mode(m: int) -> dict[str, object]:
+    return {"inputs": [{"name": "MODE", "shape": [1, 1], "datatype": "INT32", "data": [m]}]}
+
+
+def wait_ready(server: ServerProcess, model: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.request("GET", f"/v2/models/{model}/ready")[0] == 200:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{model} not ready again:\n{server.log()}")
+
+
+def workers(server: ServerProcess, model: str = "") -> list[psutil.Process]:
+    """The server's worker processes (of `model`, when given)."""
+    assert server.proc is not None
+    found = []
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        cmd = p.cmdline()
+        if any("_boot.py" in part for part in cmd) and (not model or f"/{model}/" in cmd[-1]):
+            found.append(p)
+    return found
+
+
+def shm_entries() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(MODELS / "faulty", root / "faulty")
+    slow_model(root, "slow", instances=2)
+    return root
+
+
+def test_crash_and_hang_fail_their_request_then_the_model_answers_again(
+    repo: Path, tmp_path: Path
+) -> None:
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    try:
+        status, body = infer(server, "faulty", mode(5))  # the worker kills itself
+        assert status == 503, body
+        assert "faulty" in body["error"] and "killed by SIGKILL" in body["error"], body
+        wait_ready(server, "faulty")
+        assert infer(server, "faulty", mode(0))[0] == 200
+        status, body = infer(server, "faulty", mode(4))  # hangs: killed after 3 s
+        assert status == 503 and "did not finish executing within 3 s" in body["error"], body
+        wait_ready(server, "faulty")
+        assert infer(server, "faulty", mode(0))[0] == 200
+        import urllib.request
+
+        url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        text = urllib.request.urlopen(url).read().decode()
+        assert 'conveyor_python_worker_restarts_total{model="faulty",version="1"} 2' in text
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_kill_9_under_load_fails_only_in_flight_requests(repo: Path, tmp_path: Path) -> None:
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    body = {"inputs": [{"name": "IN", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}
+    results: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+    started = threading.Barrier(5)
+
+    def client() -> None:
+        started.wait()
+        for _ in range(25):
+            outcome = infer(server, "slow", body)
+            with lock:
+                results.append(outcome)
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        started.wait()
+        while len(results) < 10:  # under load
+            time.sleep(0.01)
+        victim = workers(server, "slow")[0]
+        victim.send_signal(signal.SIGKILL)
+        for t in threads:
+            t.join(120)
+        failed = [b for s, b in results if s != 200]
+        # one instance executes one request at a time (max_batch_size 0): at most one lost
+        assert len(results) == 100 and len(failed) <= 1, failed
+        for b in failed:
+            assert "killed by SIGKILL" in b["error"] and "slow" in b["error"], b
+        wait_ready(server, "slow")
+        assert not victim.is_running()
+        assert len(workers(server, "slow")) == 2
+        assert infer(server, "slow", body)[0] == 200
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_no_segment_left_after_stop_or_sigkill(repo: Path, tmp_path: Path) -> None:
+    before = shm_entries()
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    try:
+        procs = workers(server)
+        assert len(procs) == 3  # faulty: 1 instance, slow: 2
+    finally:
+        assert server.stop() == 0
+    assert shm_entries() == before
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, alive
+
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    try:
+        procs = workers(server)
+        assert len(procs) == 3
+    finally:
+        assert server.proc is not None
+        server.proc.kill()  # no cleanup code runs in the server
+        server.proc.wait()
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, alive  # each worker exits when its socket to the server closes
+    assert shm_entries() == before
+    server = ServerProcess(repo, log_dir=tmp_path).start()  # and it starts again
+    try:
+        assert infer(server, "faulty", mode(0))[0] == 200
+    finally:
+        assert server.stop() == 0
+
+
+def _can_mount_private_shm() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64m tmpfs /dev/shm"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_private_shm(), reason="needs root and mount namespaces")
+def test_models_whose_arenas_exceed_64mb_serve_in_a_64mb_dev_shm(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for i in range(3):  # 3 models x 2 instances x 24 MiB arenas = 144 MiB > 64 MiB
+        slow_model(repo, f"m{i}", instances=2, arena=24 << 20)
+    wrap = (
+        "unshare", "-m", "sh", "-c",
+        'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$@"', "sh",
+    )  # fmt: skip
+    server = ServerProcess(repo, log_dir=tmp_path, wrap=wrap).start()
+    try:
+        n = 2_500_000  # 10 MB each way: through the arena
+        data = list(range(n))
+        body = {"inputs": [{"name": "IN", "shape": [n], "datatype": "FP32", "data": data}]}
+        for i in range(3):
+            status, answer = infer(server, f"m{i}", body)
+            assert status == 200, answer
+            assert answer["outputs"][0]["shape"] == [n]
+            assert answer["outputs"][0]["data"][-1] == n - 1
+    finally:
+        assert server.stop() == 0, server.log()

@@ -39,12 +39,16 @@ def demo_repo() -> Path:
 
 def model_repo(name: str, models: dict[str, tuple[str, str]], source: Path) -> Path:
     """A repository under the cache: model name -> (demo model whose ONNX file it links to,
-    config.yaml text)."""
+    config.yaml text). Hard links (a symlink out of the repository is refused)."""
     root = CACHE / name
     shutil.rmtree(root, ignore_errors=True)
     for model, (src_model, config) in models.items():
         (root / model / "1").mkdir(parents=True)
-        (root / model / "1" / "model.onnx").symlink_to(source / src_model / "1" / "model.onnx")
+        src, dst = source / src_model / "1" / "model.onnx", root / model / "1" / "model.onnx"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy(src, dst)
         (root / model / "config.yaml").write_text(config)
     return root
 

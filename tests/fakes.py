@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from conveyor.repository.config import ModelConfig
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, BatchItem, RequestRuntime, Runtime, TensorSpec
 
 
 class FakeRuntime(Runtime):
@@ -68,3 +70,64 @@ def write_model(root: Path, name: str, config: str = "", versions: tuple[int, ..
     if config:
         (root / name / "config.yaml").write_text(config)
     return root / name
+
+
+class FakeRequestRuntime(RequestRuntime):
+    """A runtime that sees requests (as Python models do), on the loop: each batch waits
+    for `release` (an asyncio.Event) and answers y = x * 2 per request; a request holding
+    `poison` fails alone. `up` / `down()` play a worker that dies and comes back."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.release: asyncio.Event | None = None
+        self.poison = -999.0
+        self.up = True
+        self.reason = ""
+        self.gave_up = False
+        self.on_ready: Callable[[], None] = lambda: None
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("x", "FP32", (-1, 4))]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("y", "FP32", (-1, 4))]
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        return {"y": inputs["x"] * 2}
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None]) -> None:
+        self.release = asyncio.Event()
+        self.release.set()
+        self.on_ready = on_ready
+
+    @property
+    def ready(self) -> bool:
+        return self.up
+
+    @property
+    def down_reason(self) -> str:
+        return self.reason
+
+    @property
+    def failed(self) -> bool:
+        return not self.up and self.gave_up
+
+    def down(self, reason: str, gave_up: bool = False) -> None:
+        self.up, self.reason, self.gave_up = False, reason, gave_up
+
+    def back(self) -> None:
+        self.up, self.reason = True, ""
+        self.on_ready()
+
+    async def execute(self, batch: list[BatchItem]) -> list[dict[str, np.ndarray] | BaseException]:
+        self.batches.append(len(batch))
+        assert self.release is not None
+        await self.release.wait()
+        return [
+            RuntimeError("poisoned")
+            if np.any(i.inputs["x"] == self.poison)
+            else {"y": i.inputs["x"] * 2}
+            for i in batch
+        ]

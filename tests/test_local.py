@@ -77,3 +77,14 @@ def test_public_surface() -> None:
     }
     for name in conveyor.__all__:
         assert hasattr(conveyor, name)
+
+
+def test_python_models_in_process(tmp_path: Path) -> None:
+    """The in-process API serves Python models too (their workers are processes)."""
+    import shutil
+
+    models = Path(__file__).parent / "runtimes" / "python" / "models"
+    shutil.copytree(models / "native", tmp_path / "native")
+    with Conveyor(tmp_path) as cv:
+        out = cv.infer("native", {"x": np.ones((2, 3), np.float32)})
+    np.testing.assert_array_equal(out["y"], np.full((2, 3), 12.0))

@@ -68,6 +68,18 @@ def _venv() -> Path:
 
 
 def start_triton(linear_onnx: Path, delay_us: int = 5000) -> Process:
+    repo = CACHE / "triton-repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    (repo / "linear" / "1").mkdir(parents=True)
+    (repo / "linear" / "config.pbtxt").write_text(CONFIG % {"delay": delay_us})
+    (repo / "linear" / "1" / "model.py").write_text(MODEL_PY)
+    w = numpy_helper.to_array(onnx.load(str(linear_onnx)).graph.initializer[0])
+    np.save(repo / "linear" / "1" / "W.npy", w)
+    return start_triton_repo(repo)
+
+
+def start_triton_repo(repo: Path) -> Process:
+    """tritonserver 2.51 on a repository of python-backend models, HTTP on HTTP_PORT."""
     venv = _venv()
     site = next((venv / "lib").glob("python3*/site-packages"))
     pkg = site / "pytriton" / "tritonserver"
@@ -79,13 +91,6 @@ def start_triton(linear_onnx: Path, delay_us: int = 5000) -> Process:
         shutil.copy(
             pkg / "python_backend_stubs" / py / "triton_python_backend_stub", backends / "python"
         )
-    repo = CACHE / "triton-repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    (repo / "linear" / "1").mkdir(parents=True)
-    (repo / "linear" / "config.pbtxt").write_text(CONFIG % {"delay": delay_us})
-    (repo / "linear" / "1" / "model.py").write_text(MODEL_PY)
-    w = numpy_helper.to_array(onnx.load(str(linear_onnx)).graph.initializer[0])
-    np.save(repo / "linear" / "1" / "W.npy", w)
     env = dict(os.environ)
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     env["LD_LIBRARY_PATH"] = ":".join(

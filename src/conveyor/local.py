@@ -69,11 +69,14 @@ class Conveyor:
             return
         loop, self._loop = self._loop, None
         self.dataplane.ready = False
-        asyncio.run_coroutine_threadsafe(self._repository.drain(5.0), loop).result()
+        async def shutdown() -> None:
+            await self._repository.drain(5.0)
+            self._repository.close()  # on the loop: Python models' workers are stopped there
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join()
-        self._repository.close()
         loop.close()
 
     def __enter__(self) -> Self:

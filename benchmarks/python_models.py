@@ -95,7 +95,7 @@ def repositories() -> tuple[Path, Path]:
         for count in (1, 2):
             python_model(root, f"gil{count}", GIL_MODEL, count, "4")
         python_model(root, "identity", IDENTITY_MODEL, 1, "4")
-    python_model(conveyor, "identity_big", IDENTITY_MODEL, 1, "3, 224, 224")
+    python_model(conveyor, "identity_big", IDENTITY_MODEL, 1, "1, 3, 224, 224")
     onnx_identity(conveyor)
     return conveyor, triton
 

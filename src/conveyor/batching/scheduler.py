@@ -187,6 +187,16 @@ class Scheduler:
             # Idle, cheap model, nothing queued: answer now, on this loop pass, without
             # the round trip through the queue (the lone-request fast path).
             return self._run_now(item)
+        if (
+            self.request_mode
+            and not self._pump_scheduled
+            and not self.queue
+            and not self._ordered
+            and (worker := self._ready_idle()) is not None
+        ):
+            # Idle instance, nothing queued: this task awaits the worker process itself,
+            # without the hops through the queue, the pump and a task of its own.
+            return await self._run_requests_now(worker, item)
         self.queue.push(item, self._clock(), timeout_us)
         item.future = future = self._loop.create_future()
         if self._ordered is not None:
@@ -256,6 +266,37 @@ class Scheduler:
         self._timer = None
         self._timer_at = 0
         self._pump()
+
+    def _ready_idle(self) -> Any:
+        return next((w for w in reversed(self._idle) if w.runtime.ready), None)
+
+    async def _run_requests_now(self, worker: Any, item: QueuedRequest) -> Outputs:
+        self._idle.remove(worker)
+        self.in_flight += 1
+        item.enqueue_ns = item.dispatch_ns = self._clock()
+        run = asyncio.ensure_future(self._execute_requests(worker.runtime, [item]))
+
+        def finished(_: asyncio.Future[BatchResult]) -> None:
+            # only now is the instance free: a caller that went away does not end the
+            # batch its worker process is executing
+            self.in_flight -= 1
+            self._idle.append(worker)
+            if self.queue and not self._pump_scheduled:
+                self._pump_scheduled = True
+                self._loop.call_soon(self._pump)  # type: ignore[union-attr]
+
+        run.add_done_callback(finished)
+        try:
+            result = await asyncio.shield(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from None
+        self._record([item], result)
+        outcome = result.results[0]
+        if isinstance(outcome, BaseException):
+            raise self._translate(outcome)
+        return {n: outcome[n] for n in item.outputs if n in outcome}
 
     def _run_now(self, item: QueuedRequest) -> Outputs:
         item.enqueue_ns = item.dispatch_ns = self._clock()

@@ -374,7 +374,10 @@ class PythonRuntime(RequestRuntime):
     def _write(self, parts: list[bytes | memoryview]) -> None:
         if self.link is None or self.link.transport is None:
             raise UnavailableError(f"python model '{self.label}' is restarting its worker")
-        self.link.transport.writelines(parts)
+        if len(parts) <= 3:
+            self.link.transport.write(b"".join(parts))  # one syscall for a small frame
+        else:
+            self.link.transport.writelines(parts)
 
     # --- executing ------------------------------------------------------------------------
 
@@ -483,7 +486,11 @@ class PythonRuntime(RequestRuntime):
     def on_frame(self, header: dict[str, Any], payload: memoryview) -> None:
         kind = header["k"]
         if kind == "done":
-            if self._inflight is not None and not self._inflight.done():
+            if (
+                self._inflight is not None
+                and not self._inflight.done()
+                and header.get("id") == self._exec_id
+            ):
                 # read the arena now: the worker reuses it for the next batch
                 self._inflight.set_result((header, payload))
         elif kind == "send":

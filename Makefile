@@ -1,5 +1,5 @@
 # One entry point for routine tasks; CI runs `scripts/test.sh` (= make test).
-.PHONY: test test-fast lint demo bench-core
+.PHONY: test test-fast lint demo bench-core bench-python
 
 test:
 	./scripts/test.sh
@@ -16,4 +16,7 @@ demo:
 	./scripts/demo.sh
 
 bench-core:
-	.venv/bin/python benchmarks/core.py
+	.venv/bin/python benchmarks/tiny_vs_peers.py
+
+bench-python:
+	.venv/bin/python benchmarks/python_models.py

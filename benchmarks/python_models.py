@@ -78,14 +78,14 @@ def python_model(repo: Path, name: str, code: str, count: int, dims: str) -> Non
     (repo / name / "config.pbtxt").write_text(CONFIG.format(name=name, count=count, dims=dims))
 
 
-def onnx_identity(repo: Path) -> None:
-    x = helper.make_tensor_value_info("IN", TensorProto.FLOAT, [1, 3, 224, 224])
-    y = helper.make_tensor_value_info("OUT", TensorProto.FLOAT, [1, 3, 224, 224])
+def onnx_identity(repo: Path, name: str, shape: list[int]) -> None:
+    x = helper.make_tensor_value_info("IN", TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("OUT", TensorProto.FLOAT, shape)
     graph = helper.make_graph([helper.make_node("Identity", ["IN"], ["OUT"])], "id", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    (repo / "onnx_identity" / "1").mkdir(parents=True)
-    onnx.save(model, str(repo / "onnx_identity" / "1" / "model.onnx"))
-    (repo / "onnx_identity" / "config.yaml").write_text("max_batch_size: 0\n")
+    (repo / name / "1").mkdir(parents=True)
+    onnx.save(model, str(repo / name / "1" / "model.onnx"))
+    (repo / name / "config.yaml").write_text("max_batch_size: 0\n")
 
 
 def repositories() -> tuple[Path, Path]:
@@ -96,7 +96,8 @@ def repositories() -> tuple[Path, Path]:
             python_model(root, f"gil{count}", GIL_MODEL, count, "4")
         python_model(root, "identity", IDENTITY_MODEL, 1, "4")
     python_model(conveyor, "identity_big", IDENTITY_MODEL, 1, "1, 3, 224, 224")
-    onnx_identity(conveyor)
+    onnx_identity(conveyor, "onnx_identity", [1, 3, 224, 224])
+    onnx_identity(conveyor, "onnx_small", [4])  # the same server's path without a worker
     return conveyor, triton
 
 
@@ -180,6 +181,9 @@ def main() -> None:
     runs["conveyor identity c=1"] = lambda: wrk(
         f"{conveyor_url}/v2/models/identity/infer", SMALL, JSON_HEADERS, 1, args.seconds
     )
+    runs["conveyor onnx identity c=1"] = lambda: wrk(
+        f"{conveyor_url}/v2/models/onnx_small/infer", SMALL, JSON_HEADERS, 1, args.seconds
+    )
     if triton is not None:
         runs["triton identity c=1"] = lambda: wrk(
             f"{triton_url}/v2/models/identity/infer", SMALL, JSON_HEADERS, 1, args.seconds
@@ -226,6 +230,8 @@ def main() -> None:
             print(f"  conveyor / triton, gil x{count} c=10 throughput: {ratio:.2f} (target >= 1)")
         ratio = p50("conveyor identity c=1") / p50("triton identity c=1")
         print(f"  conveyor / triton, identity c=1 p50: {ratio:.3f}  (target <= 0.5)")
+        ratio = p50("conveyor onnx identity c=1") / p50("triton identity c=1")
+        print(f"  the same without a worker process (ONNX Identity) / triton p50: {ratio:.3f}")
     added = p50("conveyor python identity 1x3x224x224 c=1") - p50(
         "conveyor onnx identity 1x3x224x224 c=1"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,18 +18,29 @@ CONFIG = "backend: fake\nmax_batch_size: 8\ndynamic_batching: {}\n"
 
 
 def test_sync_infer_from_many_threads(tmp_path: Path) -> None:
+    """Callers on 8 threads: every answer is its own; those that arrive while the instance
+    is busy are batched together. Driven by the backend's gate, not by timing."""
     write_model(tmp_path, "m", CONFIG)
-    backend = FakeBackend(delay_s=0.002)
+    backend = FakeBackend()
+    backend.gate.clear()  # the instance blocks until the test opens the gate
     with Conveyor(tmp_path, backends={"fake": backend}) as cv:
+        queue = cv.dataplane.repository.get("m").scheduler.queue
 
         def call(i: int) -> np.ndarray:
             return cv.infer("m", {"x": np.full((1, 4), i, np.float32)})["y"]
 
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(call, range(64)))
+            first = pool.submit(call, 0)
+            while not backend.batches:  # the first request is executing
+                time.sleep(0.001)
+            rest = [pool.submit(call, i) for i in range(1, 8)]
+            while len(queue) < 7:  # the other seven wait behind it
+                time.sleep(0.001)
+            backend.gate.set()
+            results = [first.result(30), *(f.result(30) for f in rest)]
     for i, y in enumerate(results):
         np.testing.assert_array_equal(y, np.full((1, 4), 2 * i, np.float32))
-    assert max(backend.batches) > 1  # concurrent callers were batched together
+    assert backend.batches == [1, 7]  # the seven that waited went as one batch
 
 
 def test_async_infer_from_another_loop(tmp_path: Path) -> None:

@@ -22,9 +22,11 @@ from conveyor.errors import (
     QueueFullError,
     RequestTimeoutError,
 )
+from conveyor.pipelines import ensemble
 from conveyor.protocol.tensors import from_bytes, to_bytes
 from conveyor.repository.config import (
     ConfigError,
+    ModelConfig,
     parse_labels,
     parse_split,
     to_triton_json,
@@ -32,7 +34,7 @@ from conveyor.repository.config import (
 from conveyor.repository.manager import READY, ModelEntry, ModelRepository, ModelVersion
 from conveyor.runtimes.base import Outputs, RequestContext
 from conveyor.sharedmem import SharedMemoryRegistry
-from conveyor.types import InferRequest, InferResponse
+from conveyor.types import InferRequest, InferResponse, RequestedOutput
 from conveyor.validation import Signature, reshape_outputs, signature, validate_inputs
 
 log = logging.getLogger("conveyor.dataplane")
@@ -67,6 +69,10 @@ class DataPlane:
     def model_ready(self, name: str, version: str = "") -> bool:
         mv = self.repository.get(name, version)  # raises for unknown/unavailable
         return self.ready and mv.scheduler.ready
+
+    def step_config(self, name: str, version: str = "") -> ModelConfig:
+        """The config of a loaded model version (what an ensemble checks its steps with)."""
+        return self.repository.get(name, version).config
 
     def is_decoupled(self, name: str, version: str = "") -> bool:
         return self.repository.get(name, version).config.decoupled
@@ -333,6 +339,8 @@ class DataPlane:
         params = request.parameters
         priority = _int_param(params, "priority") if params else 0
         timeout_us = _int_param(params, "timeout") if params else 0
+        if mv.config.ensemble_steps:
+            return await self._run_ensemble(mv, request, inputs, outputs, rows)
         context = None
         if mv.scheduler.request_mode:
             context = RequestContext(request.id, params, on_response)
@@ -348,6 +356,41 @@ class DataPlane:
         if sig.output_reshapes:
             results = reshape_outputs(sig, results)
         response = InferResponse(request.model, mv.version_str, results, request.id)
+        for name, ref in request.shm_outputs.items():
+            self.shm.write(f"output '{name}'", ref, to_bytes(results[name]))
+            response.in_shm[name] = ref
+        return response
+
+    async def _run_ensemble(
+        self,
+        mv: ModelVersion,
+        request: InferRequest,
+        inputs: Outputs,
+        outputs: list[str],
+        rows: int,
+    ) -> InferResponse:
+        """Each step through the data plane (its model's own scheduler and statistics);
+        with the request parameter `step_timings: true`, each step's start and duration
+        (µs from the request's start) come back in the response's `step_timings`."""
+
+        async def call(model: str, version: str, feed: Outputs, wanted: list[str]) -> Outputs:
+            step = InferRequest(
+                model, feed, version, request.id, [RequestedOutput(o) for o in wanted]
+            )
+            return (await self.infer(step)).outputs
+
+        timings: dict[str, dict[str, float]] | None = (
+            {} if request.parameters.get("step_timings") else None
+        )
+        start = time.perf_counter_ns()
+        results = await ensemble.run(mv.config, inputs, outputs, call, timings)
+        elapsed_ns = time.perf_counter_ns() - start
+        mv.scheduler.stats.record_batch(
+            rows=rows, queue_ns=[0], input_ns=0, infer_ns=elapsed_ns, output_ns=0
+        )
+        response = InferResponse(request.model, mv.version_str, results, request.id)
+        if timings is not None:
+            response.parameters["step_timings"] = orjson.dumps(timings).decode()
         for name, ref in request.shm_outputs.items():
             self.shm.write(f"output '{name}'", ref, to_bytes(results[name]))
             response.in_shm[name] = ref

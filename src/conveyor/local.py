@@ -69,6 +69,7 @@ class Conveyor:
             return
         loop, self._loop = self._loop, None
         self.dataplane.ready = False
+
         async def shutdown() -> None:
             await self._repository.drain(5.0)
             self._repository.close()  # on the loop: Python models' workers are stopped there

@@ -24,10 +24,15 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 def default_backends() -> dict[str, Backend]:
+    from conveyor.pipelines.ensemble import EnsembleBackend
     from conveyor.runtimes.onnx import OnnxBackend
     from conveyor.runtimes.python.backend import PythonBackend
 
-    return {OnnxBackend.name: OnnxBackend(), PythonBackend.name: PythonBackend()}
+    return {
+        OnnxBackend.name: OnnxBackend(),
+        PythonBackend.name: PythonBackend(),
+        EnsembleBackend.name: EnsembleBackend(),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,17 @@ class VersionPolicy:
 
 
 @dataclass(slots=True)
+class EnsembleStep:
+    """One step of Triton's `ensemble_scheduling`: which model runs, and how its tensors
+    map to the ensemble's (model tensor name -> ensemble tensor name)."""
+
+    model_name: str
+    model_version: int = -1  # -1: the model's default version
+    input_map: dict[str, str] = field(default_factory=dict)
+    output_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class ModelConfig:
     name: str
     platform: str = "onnxruntime_onnx"
@@ -83,6 +94,7 @@ class ModelConfig:
     model_warmup: list[Any] = field(default_factory=list)  # warmup.WarmupSample
     # Triton's model_transaction_policy.decoupled: any number of responses per request
     decoupled: bool = False
+    ensemble_steps: list[EnsembleStep] = field(default_factory=list)  # platform: ensemble
 
     @property
     def instance_count(self) -> int:
@@ -238,6 +250,31 @@ def _model_filename(raw: Any) -> str:
     return name
 
 
+def _str_map(raw: Any, what: str) -> dict[str, str]:
+    entries = _map_entries(raw) or {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{what} must be a map of tensor names")
+    return {str(k): str(v) for k, v in entries.items()}
+
+
+def _ensemble_steps(raw: Any) -> list[EnsembleStep]:
+    steps = []
+    for i, step in enumerate(_as_list((raw or {}).get("step"))):
+        if not isinstance(step, dict) or not step.get("model_name"):
+            raise ConfigError(f"ensemble_scheduling step {i} needs a model_name")
+        steps.append(
+            EnsembleStep(
+                model_name=str(step["model_name"]),
+                model_version=_int(step.get("model_version", -1), f"step {i} model_version"),
+                input_map=_str_map(step.get("input_map"), f"step {i} input_map"),
+                output_map=_str_map(step.get("output_map"), f"step {i} output_map"),
+            )
+        )
+    if not steps:
+        raise ConfigError("an ensemble needs ensemble_scheduling with at least one step")
+    return steps
+
+
 def parse_warmup(raw: Any) -> list[Any]:
     from conveyor.repository.warmup import parse_warmup as parse
 
@@ -322,6 +359,11 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         model_warmup=parse_warmup(raw.get("model_warmup")),
         decoupled=_bool((raw.get("model_transaction_policy") or {}).get("decoupled", False)),
     )
+    if platform == "ensemble":
+        config.ensemble_steps = _ensemble_steps(raw.get("ensemble_scheduling"))
+        config.default_model_filename = ""
+        if config.max_batch_size < 0:
+            config.max_batch_size = 0
     if "dynamic_batching" in raw:
         if max_batch_size == 0:
             raise ConfigError("dynamic_batching needs max_batch_size > 0")
@@ -387,6 +429,18 @@ def to_triton_json(c: ModelConfig) -> dict[str, Any]:
         "optimization": {"graph": {"level": c.graph_optimization_level}},
         "model_transaction_policy": {"decoupled": c.decoupled},
     }
+    if c.ensemble_steps:
+        out["ensemble_scheduling"] = {
+            "step": [
+                {
+                    "model_name": s.model_name,
+                    "model_version": s.model_version,
+                    "input_map": dict(s.input_map),
+                    "output_map": dict(s.output_map),
+                }
+                for s in c.ensemble_steps
+            ]
+        }
     if c.version_labels:
         out["version_labels"] = dict(c.version_labels)
     if c.traffic_split:

@@ -109,6 +109,13 @@ def _check_warmup_files(config: ModelConfig, model_dir: Path) -> None:
                 model_path(model_dir / "warmup", spec.file, "model_warmup input_data_file")
 
 
+def _is_ensemble(source: ModelSource) -> bool:
+    try:
+        return read_config(source).platform == "ensemble"
+    except Exception:  # an unreadable config fails when the model loads, with its reason
+        return False
+
+
 class ModelRepository:
     def __init__(
         self,
@@ -137,7 +144,8 @@ class ModelRepository:
                 self._publish(ModelEntry(name, reason="no such model in the repository"))
                 log.error("model %r: no such model in the repository %s", name, self.root)
             sources = {n: s for n, s in sources.items() if n in names}
-        for source in sources.values():
+        # ensembles last: their steps are checked against the models they name
+        for source in sorted(sources.values(), key=_is_ensemble):
             self.loaded_prints[source.name] = fingerprint(source)
             self._publish(self._load_model(source))
 

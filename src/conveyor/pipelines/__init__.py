@@ -1,0 +1,1 @@
+"""Pipelines of models run by the data plane: Triton ensembles (`ensemble.py`)."""

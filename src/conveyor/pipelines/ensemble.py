@@ -1,0 +1,260 @@
+"""Triton ensembles (`platform: "ensemble"`, `ensemble_scheduling { step [...] }`).
+
+An ensemble has no runtime of its own: the data plane runs it (`run`), handing each step
+to that model's own scheduler through the data plane, so every step batches with the
+other traffic of its model and the steps of different requests run at the same time.
+A step starts as soon as every tensor it reads exists; intermediate tensors stay numpy
+arrays, never re-encoded. A failed step fails the request with the step's name in the
+error; a request that goes away cancels its running steps.
+
+At load, `validate` checks the graph against the step models' configs: every input fed,
+every output produced once, no cycle, datatypes and shapes that agree, and names the
+step and tensor when something does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor.errors import ConveyorError
+from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, TensorConfig
+from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+
+Outputs = dict[str, np.ndarray]
+# (model, version ("" = default), inputs, outputs wanted) -> the step's outputs
+StepCall = Callable[[str, str, Outputs, list[str]], Awaitable[Outputs]]
+Lookup = Callable[[str, str], ModelConfig]
+
+
+def _label(i: int, step: EnsembleStep) -> str:
+    return f"step {i} ('{step.model_name}')"
+
+
+def _version(step: EnsembleStep) -> str:
+    return "" if step.model_version < 0 else str(step.model_version)
+
+
+def _shape(t: TensorConfig, batched: bool) -> list[int]:
+    return [-1, *t.dims] if batched else list(t.dims)
+
+
+def _agree(a: list[int], b: list[int]) -> bool:
+    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b, strict=True))
+
+
+def order(config: ModelConfig) -> list[int]:
+    """The steps in an order where each runs after what it reads (raises on a cycle, an
+    unfed input, a tensor produced twice, or an output never produced)."""
+    produced: dict[str, int] = {}
+    for i, step in enumerate(config.ensemble_steps):
+        for tensor in step.output_map.values():
+            if tensor in produced:
+                raise ConfigError(
+                    f"ensemble tensor '{tensor}' is produced by both "
+                    f"{_label(produced[tensor], config.ensemble_steps[produced[tensor]])} "
+                    f"and {_label(i, step)}"
+                )
+            produced[tensor] = i
+    inputs = {t.name for t in config.inputs}
+    for i, step in enumerate(config.ensemble_steps):
+        for model_input, tensor in step.input_map.items():
+            if tensor not in inputs and tensor not in produced:
+                raise ConfigError(
+                    f"{_label(i, step)}: input '{model_input}' reads ensemble tensor "
+                    f"'{tensor}', which is neither an ensemble input nor any step's output"
+                )
+    for out in config.outputs:
+        if out.name not in produced:
+            raise ConfigError(f"ensemble output '{out.name}' is produced by no step")
+    done: list[int] = []
+    available = set(inputs)
+    remaining = list(range(len(config.ensemble_steps)))
+    while remaining:
+        ready = [
+            i
+            for i in remaining
+            if all(t in available for t in config.ensemble_steps[i].input_map.values())
+        ]
+        if not ready:
+            names = ", ".join(_label(i, config.ensemble_steps[i]) for i in remaining)
+            raise ConfigError(f"the ensemble's steps form a cycle: {names}")
+        for i in ready:
+            remaining.remove(i)
+            done.append(i)
+            available.update(config.ensemble_steps[i].output_map.values())
+    return done
+
+
+def validate(config: ModelConfig, lookup: Lookup) -> None:
+    """Check the graph and every step against its model's config (loaded before)."""
+    order(config)
+    batched = config.max_batch_size > 0
+    # every ensemble tensor: (datatype, full shape), from the ensemble inputs and the steps
+    tensors: dict[str, tuple[str, list[int], str]] = {
+        t.name: (t.datatype, _shape(t, batched), f"ensemble input '{t.name}'")
+        for t in config.inputs
+    }
+    step_configs = []
+    for i, step in enumerate(config.ensemble_steps):
+        try:
+            model = lookup(step.model_name, _version(step))
+        except ConveyorError as exc:
+            raise ConfigError(f"{_label(i, step)}: {exc.message}") from None
+        step_configs.append(model)
+        if model.ensemble_steps:
+            pass  # an ensemble may be a step: its own config was validated when it loaded
+        step_batched = model.max_batch_size > 0
+        for model_output, tensor in step.output_map.items():
+            out = model.output(model_output)
+            if out is None:
+                raise ConfigError(
+                    f"{_label(i, step)}: the model has no output '{model_output}' "
+                    f"(outputs: {', '.join(t.name for t in model.outputs)})"
+                )
+            tensors[tensor] = (out.datatype, _shape(out, step_batched), _label(i, step))
+    for i, (step, model) in enumerate(zip(config.ensemble_steps, step_configs, strict=True)):
+        step_batched = model.max_batch_size > 0
+        if step_batched != batched and batched:
+            raise ConfigError(
+                f"{_label(i, step)}: the ensemble batches (max_batch_size "
+                f"{config.max_batch_size}) but the model does not"
+            )
+        for model_input, tensor in step.input_map.items():
+            inp = model.input(model_input)
+            if inp is None:
+                raise ConfigError(
+                    f"{_label(i, step)}: the model has no input '{model_input}' "
+                    f"(inputs: {', '.join(t.name for t in model.inputs)})"
+                )
+            datatype, shape, source = tensors[tensor]
+            if datatype != inp.datatype:
+                raise ConfigError(
+                    f"{_label(i, step)}: input '{model_input}' is {inp.datatype}, but ensemble "
+                    f"tensor '{tensor}' ({source}) is {datatype}"
+                )
+            if not _agree(shape, _shape(inp, step_batched)):
+                raise ConfigError(
+                    f"{_label(i, step)}: input '{model_input}' has shape "
+                    f"{_shape(inp, step_batched)}, but ensemble tensor '{tensor}' ({source}) "
+                    f"has {shape}"
+                )
+        missing = [t.name for t in model.inputs if not t.optional and t.name not in step.input_map]
+        if missing:
+            raise ConfigError(f"{_label(i, step)}: the model's inputs {missing} are not mapped")
+    for out in config.outputs:
+        datatype, shape, source = tensors[out.name]
+        if datatype != out.datatype:
+            raise ConfigError(
+                f"ensemble output '{out.name}' is {out.datatype}, but {source} makes {datatype}"
+            )
+        if not _agree(shape, _shape(out, batched)):
+            raise ConfigError(
+                f"ensemble output '{out.name}' has shape {_shape(out, batched)}, but {source} "
+                f"makes {shape}"
+            )
+
+
+async def run(
+    config: ModelConfig,
+    inputs: Outputs,
+    wanted: list[str],
+    call: StepCall,
+    timings: dict[str, dict[str, float]] | None = None,
+) -> Outputs:
+    """Run the graph for one request: each step as soon as its inputs exist."""
+    tensors = dict(inputs)
+    steps = config.ensemble_steps
+    remaining = set(range(len(steps)))
+    running: dict[asyncio.Task[tuple[Outputs, float, float]], int] = {}
+    start = time.perf_counter()
+
+    def launch() -> None:
+        for i in sorted(remaining):
+            step = steps[i]
+            if all(t in tensors for t in step.input_map.values()):
+                remaining.discard(i)
+                feed = {m: tensors[t] for m, t in step.input_map.items()}
+                task = asyncio.ensure_future(
+                    _timed(call(step.model_name, _version(step), feed, list(step.output_map)))
+                )
+                running[task] = i
+
+    try:
+        launch()
+        while running:
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                i = running.pop(task)
+                step = steps[i]
+                try:
+                    outputs, began, took = task.result()
+                except ConveyorError as exc:
+                    exc.message = f"ensemble '{config.name}' {_label(i, step)}: {exc.message}"
+                    exc.args = (exc.message,)
+                    raise
+                if timings is not None:
+                    timings[f"{i}:{step.model_name}"] = {
+                        "start_us": round((began - start) * 1e6, 1),
+                        "total_us": round(took * 1e6, 1),
+                    }
+                for model_output, tensor in step.output_map.items():
+                    tensors[tensor] = outputs[model_output]
+            launch()
+    finally:
+        for task in running:
+            task.cancel()
+    return {name: tensors[name] for name in wanted}
+
+
+async def _timed(call: Awaitable[Outputs]) -> tuple[Outputs, float, float]:
+    began = time.perf_counter()
+    outputs = await call
+    return outputs, began, time.perf_counter() - began
+
+
+class _EnsembleRuntime(Runtime):
+    """Stands for an ensemble in the repository (its tensors); it never executes."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        batch = (-1,) if config.max_batch_size > 0 else ()
+        self._inputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.inputs]
+        self._outputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.outputs]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        raise ConfigError("an ensemble runs in the data plane, never on an instance")
+
+
+class EnsembleBackend(Backend):
+    name = "ensemble"
+
+    def __init__(self) -> None:
+        self.lookup: Lookup | None = None
+
+    def bind(self, caller: Any) -> None:
+        self.lookup = caller.step_config
+
+    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
+        return version_dir
+
+    def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:
+        if not config.inputs or not config.outputs:
+            raise ConfigError("an ensemble's config must declare its inputs and outputs")
+        if self.lookup is None:
+            raise ConfigError("ensembles need the data plane (not wired in)")
+        if instance_index == 0:
+            validate(config, self.lookup)
+        return _EnsembleRuntime(config)

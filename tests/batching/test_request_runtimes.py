@@ -12,7 +12,7 @@ import pytest
 from conveyor.batching.scheduler import Scheduler
 from conveyor.errors import UnavailableError
 from conveyor.repository.config import DynamicBatching, ModelConfig, TensorConfig
-from conveyor.runtimes.base import RequestContext
+from conveyor.runtimes.base import NotStartedError, RequestContext
 from tests.fakes import FakeRequestRuntime
 
 
@@ -89,3 +89,48 @@ async def test_requests_fail_at_once_when_every_instance_gave_up() -> None:
         await waiting
     with pytest.raises(UnavailableError, match="is not ready: restarting its worker failed"):
         await submit(s, 2)
+
+
+def make_unbatched(*runtimes: FakeRequestRuntime) -> Scheduler:
+    config = ModelConfig(
+        name="py0",
+        backend="python",
+        max_batch_size=0,
+        inputs=[TensorConfig("x", "FP32", [1, 4])],
+        outputs=[TensorConfig("y", "FP32", [1, 4])],
+    )
+    s = Scheduler(config, 1, list(runtimes))
+    s.start(asyncio.get_running_loop())
+    return s
+
+
+async def test_without_batching_an_instance_holds_a_second_request() -> None:
+    """So its worker starts the next one the moment the first is done."""
+    rt = FakeRequestRuntime()
+    s = make_unbatched(rt)
+    assert rt.release is not None
+    rt.release.clear()
+    calls = [asyncio.ensure_future(submit(s, v)) for v in (1, 2, 3)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert rt.batches == [1, 1]  # two handed over, the third waits in the queue
+    rt.release.set()
+    out = await asyncio.gather(*calls)
+    assert rt.batches == [1, 1, 1]
+    assert [float(o["y"][0, 0]) for o in out] == [2.0, 4.0, 6.0]
+
+
+async def test_a_batch_its_instance_never_started_is_queued_again() -> None:
+    a, b = FakeRequestRuntime(), FakeRequestRuntime()
+    s = make_unbatched(a, b)
+    attempts: list[str] = []
+
+    async def dies_before_starting(batch: list[object]) -> list[object]:
+        attempts.append("a")
+        a.down("its worker process was killed", gave_up=False)
+        raise NotStartedError("its worker process was killed")
+
+    a.execute = dies_before_starting  # type: ignore[method-assign, assignment]
+    out = await asyncio.gather(*(submit(s, v) for v in (1, 2)))
+    assert [float(o["y"][0, 0]) for o in out] == [2.0, 4.0]  # nothing lost
+    assert attempts and len(b.batches) == 2

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from conveyor.errors import UnavailableError
 from conveyor.repository.config import ModelConfig
 from conveyor.types import InferRequest, InferResponse
 
@@ -68,6 +69,11 @@ class BatchItem:
     outputs: list[str]
     rows: int
     context: RequestContext | None
+
+
+class NotStartedError(UnavailableError):
+    """The batch was handed to an instance that died before starting it: the scheduler
+    queues its requests again (they lose nothing)."""
 
 
 class RequestRuntime(Runtime):

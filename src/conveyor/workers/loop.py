@@ -21,6 +21,7 @@ class LoopWorker:
         self._on_ready = on_ready
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.busy = 0  # batches in flight, counted by the scheduler
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -71,10 +71,10 @@ def test_auto_complete_config_object() -> None:
 
 def test_tensors_cross_the_arena_or_inline_when_they_do_not_fit() -> None:
     fd = os.memfd_create("test-arena")
-    os.ftruncate(fd, 1 << 12)
-    arena = wire.Arena(fd, 1 << 12)  # 2 KiB each way
+    os.ftruncate(fd, 1 << 13)
+    arena = wire.Arena(fd, 1 << 13)  # 2 KiB per region
     os.close(fd)
-    writer = wire.Writer(arena.to_worker)
+    writer = wire.Writer(arena.to_worker[1])
     small = np.arange(16, dtype=np.float32).reshape(4, 4)
     big = np.arange(1024, dtype=np.int64)  # 8 KiB: inline
     text = np.array([[b"x", b"yz"]], dtype=np.object_)

@@ -39,6 +39,7 @@ from conveyor.errors import (
 from conveyor.runtimes.base import (
     BatchItem,
     Caller,
+    NotStartedError,
     OnResponse,
     Outputs,
     RequestRuntime,
@@ -153,7 +154,10 @@ class PythonRuntime(RequestRuntime):
         self._closed = False
         self._kill_reason = ""
         self._exec_id = 0
-        self._inflight: asyncio.Future[tuple[dict[str, Any], memoryview]] | None = None
+        # exec id -> (its answer, its arena slot); oldest first. At most wire.SLOTS.
+        self._inflight: dict[int, tuple[asyncio.Future[tuple[dict[str, Any], memoryview]], int]]
+        self._inflight = {}
+        self._timer: asyncio.TimerHandle | None = None  # the oldest batch's execute timeout
         self._streams: dict[int, OnResponse] = {}
         self._next_tag = 0
         self._failures = 0  # consecutive failed restarts
@@ -338,8 +342,15 @@ class PythonRuntime(RequestRuntime):
             f"python model '{self.spec.model}' instance {self.spec.instance_index}: its worker "
             f"process {cause} while executing this request; it is being restarted"
         )
-        if self._inflight is not None and not self._inflight.done():
-            self._inflight.set_exception(error)
+        inflight, self._inflight = self._inflight, {}
+        for i, (future, _) in enumerate(inflight.values()):
+            # every frame sent before it died has been read: the oldest batch was the one
+            # executing; the worker never started the others
+            if not future.done():
+                future.set_exception(error if i == 0 else NotStartedError(error.message))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         streams, self._streams = self._streams, {}
         for on_response in streams.values():
             on_response(None, error, True, {})
@@ -387,9 +398,12 @@ class PythonRuntime(RequestRuntime):
                 f"python model '{self.spec.model}' is not ready: {self._down or 'starting'}"
             )
         arena = self.arena
-        arena.to_worker.reset()
-        writer = wire.Writer(arena.to_worker)
+        busy = {slot for _, slot in self._inflight.values()}
+        slot = next(s for s in range(wire.SLOTS) if s not in busy)  # the scheduler bounds it
+        arena.to_worker[slot].reset()
+        writer = wire.Writer(arena.to_worker[slot])
         self._exec_id += 1
+        exec_id = self._exec_id
         reqs = []
         for item in batch:
             self._next_tag += 1
@@ -409,20 +423,30 @@ class PythonRuntime(RequestRuntime):
                 if self.decoupled and ctx.on_response is not None:
                     self._streams[tag] = ctx.on_response
             reqs.append(req)
-        future = self._inflight = self.loop.create_future()
-        self._write(writer.frame({"k": "exec", "id": self._exec_id, "reqs": reqs}))
-        timeout = self.spec.execute_timeout_s
-        timer = self.loop.call_later(timeout, self._hung) if timeout > 0 else None
+        future: asyncio.Future[tuple[dict[str, Any], memoryview]] = self.loop.create_future()
+        self._write(writer.frame({"k": "exec", "id": exec_id, "slot": slot, "reqs": reqs}))
+        self._inflight[exec_id] = (future, slot)
+        if len(self._inflight) == 1:
+            self._arm_timeout()
         try:
             header, payload = await future
         finally:
-            if timer is not None:
-                timer.cancel()
-            self._inflight = None
+            if self._inflight.pop(exec_id, None) is not None and self._timer is not None:
+                # the oldest batch ended (batches end in order): time the next from now
+                self._timer.cancel()
+                self._timer = None
+                if self._inflight:
+                    self._arm_timeout()
         return self._results(header, payload, batch)
 
+    def _arm_timeout(self) -> None:
+        timeout = self.spec.execute_timeout_s
+        if timeout > 0 and self.loop is not None:
+            self._timer = self.loop.call_later(timeout, self._hung)
+
     def _hung(self) -> None:
-        if self.proc is None or self._inflight is None:
+        self._timer = None
+        if self.proc is None or not self._inflight:
             return
         self._kill_reason = (
             f"did not finish executing within {self.spec.execute_timeout_s:g} s "
@@ -486,13 +510,9 @@ class PythonRuntime(RequestRuntime):
     def on_frame(self, header: dict[str, Any], payload: memoryview) -> None:
         kind = header["k"]
         if kind == "done":
-            if (
-                self._inflight is not None
-                and not self._inflight.done()
-                and header.get("id") == self._exec_id
-            ):
-                # read the arena now: the worker reuses it for the next batch
-                self._inflight.set_result((header, payload))
+            entry = self._inflight.get(header.get("id", -1))
+            if entry is not None and not entry[0].done():
+                entry[0].set_result((header, payload))
         elif kind == "send":
             self._on_send(header, payload)
         elif kind == "bls":

@@ -6,9 +6,10 @@ This package (`stub/`) runs inside the worker, possibly under another interprete
 Frames on the control socket: `<u32 header length><u32 payload length>`, a JSON header
 (a typed message with an id: its `k` says which), then the payload. Tensors travel in the
 worker's shared-memory arena (one memfd: no name in /dev/shm, nothing left behind when a
-process dies, and outside the pod's 64 MB /dev/shm limit); the first half carries core ->
-worker tensors, the second worker -> core. A tensor that does not fit goes inline in the
-payload instead: slower, never an error.
+process dies, and outside the pod's 64 MB /dev/shm limit), cut in four regions: two
+carry core -> worker tensors, two worker -> core, one pair per batch slot (a worker may
+hold a second batch while it executes the first; each `exec` names its slot). A tensor
+that does not fit goes inline in the payload instead: slower, never an error.
 
 A tensor descriptor is `[name, datatype, shape, where, offset, nbytes]`, where 0 = arena,
 1 = the frame's payload. BYTES elements are each a 4-byte little-endian length followed by
@@ -128,20 +129,24 @@ class Region:
         return self.base + start
 
 
+SLOTS = 2
+
+
 class Arena:
     def __init__(self, fd: int, size: int) -> None:
         self.size = size
         self.map = mmap.mmap(fd, size) if size else None
         whole = memoryview(self.map) if self.map is not None else memoryview(bytearray())
         self.whole = whole
-        half = size // 2
-        self.to_worker = Region(whole[:half], 0)
-        self.to_core = Region(whole[half:], half)
+        part = (size // (2 * SLOTS)) // ALIGN * ALIGN
+        regions = [Region(whole[i * part : (i + 1) * part], i * part) for i in range(2 * SLOTS)]
+        self.to_worker = regions[:SLOTS]  # per batch slot
+        self.to_core = regions[SLOTS:]
 
     def close(self) -> None:
+        for region in (*self.to_worker, *self.to_core):
+            region.view.release()
         self.whole.release()
-        self.to_worker.view.release()
-        self.to_core.view.release()
         if self.map is not None:
             self.map.close()
 

@@ -7,9 +7,9 @@ whatever the main thread does. The main thread runs the model, one batch at a ti
 
 Writes come from any thread (the main one, decoupled senders, loggers) under one lock.
 Only the main thread, while `execute` runs, writes tensors into the worker->core arena
-half: it is reset when the next batch starts, by which time the core has read every
-frame of the previous one (it sends a batch only after the previous one's `done`).
-Other threads send their tensors inline.
+region of the batch's slot: it is reset when a batch of that slot starts, by which time
+the core has read every frame of the slot's previous batch (it reuses a slot only after
+that batch's `done`). Other threads send their tensors inline.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class Worker:
         self.next_id = 0
         self.main_ident = threading.get_ident()
         self.in_execute = False
+        self.slot = 0
         self.module: Any = None
         self.model: Any = None
         self.native = False
@@ -117,7 +118,7 @@ class Worker:
 
     def writer(self) -> wire.Writer:
         own = self.in_execute and threading.get_ident() == self.main_ident
-        return wire.Writer(self.arena.to_core if own else None)
+        return wire.Writer(self.arena.to_core[self.slot] if own else None)
 
     def send(self, header: dict[str, Any], writer: wire.Writer | None = None) -> None:
         parts = (writer or wire.Writer(None)).frame(header)
@@ -301,7 +302,8 @@ class Worker:
         return self.loop.run_until_complete(coro)
 
     def execute(self, header: dict[str, Any], payload: bytearray) -> None:
-        self.arena.to_core.reset()
+        self.slot = int(header.get("slot", 0))
+        self.arena.to_core[self.slot].reset()
         view, inline = self.arena.whole, memoryview(payload)
         copy = self.decoupled  # a decoupled model may use its inputs after execute returns
         batch = [

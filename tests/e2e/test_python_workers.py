@@ -214,3 +214,34 @@ def test_models_whose_arenas_exceed_64mb_serve_in_a_64mb_dev_shm(tmp_path: Path)
             assert answer["outputs"][0]["data"][-1] == n - 1
     finally:
         assert server.stop() == 0, server.log()
+
+
+FINALIZE_MODEL = """
+import os
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([]) for _ in requests]
+
+    def finalize(self):
+        with open(os.path.join(pb_utils.get_model_dir(), "finalized"), "a") as f:
+            f.write("x")
+"""
+
+
+def test_finalize_runs_when_the_server_stops(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "fin" / "1").mkdir(parents=True)
+    (repo / "fin" / "1" / "model.py").write_text(FINALIZE_MODEL)
+    (repo / "fin" / "config.yaml").write_text(
+        "backend: python\ninput: [{name: X, data_type: TYPE_FP32, dims: [1]}]\n"
+        "output: []\ninstance_group: [{count: 2}]\n"
+    )
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    procs = workers(server)
+    assert server.stop() == 0, server.log()
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive
+    assert (repo / "fin" / "1" / "finalized").read_text() == "xx"  # once per instance

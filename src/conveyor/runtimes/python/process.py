@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -611,36 +611,37 @@ class PythonRuntime(RequestRuntime):
     # --- stopping ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """finalize() in the worker (bounded), then make sure it is gone."""
+        """Ask the worker to finalize() and exit, without waiting for it here (this runs on
+        the event loop during reloads): a thread reaps it, killing it after 5 s."""
         self._closed = True
         self._ready = False
         proc = self.proc
         if proc is None:
             return
-        if proc.poll() is None:
-            try:
-                stop = b"".join(wire.Writer(None).frame({"k": "stop"}))
-                if self.link is not None and self.link.transport is not None:
-                    self.link.transport.write(stop)
-                elif self.sock is not None:
-                    self.sock.setblocking(True)
-                    self.sock.sendall(stop)
-            except OSError:
-                pass
-            deadline = time.monotonic() + 5.0
-            while proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if self.link is not None and self.link.transport is not None:
-            self.link.transport.close()
-        elif self.sock is not None:
-            self.sock.close()
+        stop = b"".join(wire.Writer(None).frame({"k": "stop"}))
+        try:
+            if self.link is not None and self.link.transport is not None:
+                self.link.transport.write(stop)
+                self.link.transport.close()  # after the pending write; the worker sees EOF
+            elif self.sock is not None:
+                self.sock.setblocking(True)
+                self.sock.sendall(stop)
+                self.sock.close()
+        except OSError:
+            pass
+        threading.Thread(target=_reap, args=(proc,), name="conveyor-reap", daemon=True).start()
         if self.arena is not None:
             with contextlib.suppress(BufferError):
                 self.arena.close()
             self.arena = None
+
+
+def _reap(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def default_interpreter() -> str:

@@ -106,6 +106,7 @@ class Worker:
         self.main_ident = threading.get_ident()
         self.in_execute = False
         self.slot = 0
+        self.stopping = False
         self.module: Any = None
         self.model: Any = None
         self.native = False
@@ -216,9 +217,17 @@ class Worker:
                 if header["k"] == "bls_reply":
                     self._bls_reply(header, payload)
                 else:
+                    if header["k"] == "stop":
+                        self.stopping = True
+                        # finalize() gets 10 s; then the process ends regardless
+                        deadline = threading.Timer(10.0, os._exit, args=(0,))
+                        deadline.daemon = True
+                        deadline.start()
                     self.inbox.put((header, payload))
         except (EOFError, OSError):
-            # the core is gone (or stopped us): nothing is left to serve
+            if self.stopping:
+                return  # asked to stop: the main thread finalizes and exits
+            # the core is gone: nothing is left to serve
             os._exit(0)
 
     def _bls_reply(self, header: dict[str, Any], payload: bytearray) -> None:
@@ -450,7 +459,6 @@ class Worker:
                 continue
             if kind == "stop":
                 self.finalize()
-                self.send({"k": "stopped"})
                 return 0
             try:
                 if kind == "autocomplete":

@@ -245,3 +245,27 @@ def test_finalize_runs_when_the_server_stops(tmp_path: Path) -> None:
     _, alive = psutil.wait_procs(procs, timeout=30)
     assert not alive
     assert (repo / "fin" / "1" / "finalized").read_text() == "xx"  # once per instance
+
+
+def test_reloading_a_python_model_switches_to_the_new_code(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    slow_model(repo, "m", instances=1)
+    server = ServerProcess(
+        repo, "--model-control-mode", "explicit", "--load-model", "m", log_dir=tmp_path
+    ).start()
+    body = {"inputs": [{"name": "IN", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}
+    try:
+        assert infer(server, "m", body)[1]["outputs"][0]["data"] == [1, 2]
+        old = workers(server, "m")
+        code = (repo / "m" / "1" / "model.py").read_text()
+        (repo / "m" / "1" / "model.py").write_text(
+            code.replace(".as_numpy())", ".as_numpy() * 10)")
+        )
+        status, _, data = server.request("POST", "/v2/repository/models/m/load", b"{}")
+        assert status == 200, data
+        status, answer = infer(server, "m", body)
+        assert status == 200 and answer["outputs"][0]["data"] == [10, 20], answer
+        _, alive = psutil.wait_procs(old, timeout=30)  # the old worker was stopped
+        assert not alive
+    finally:
+        assert server.stop() == 0, server.log()

@@ -311,9 +311,10 @@ class PythonRuntime(RequestRuntime):
         return recv_exact(self.sock, n)
 
     def start(self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None]) -> None:
+        """May be called from the loading thread (a reload): hand over to the loop."""
         self.loop = loop
         self.on_ready = on_ready
-        loop.create_task(self._attach())
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._attach()))
 
     async def _attach(self) -> None:
         assert self.loop is not None and self.sock is not None

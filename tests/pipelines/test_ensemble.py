@@ -200,3 +200,20 @@ def test_an_invalid_ensemble_fails_to_load_with_the_reason(server: ServerProcess
     assert rows["broken_pipe"]["state"] == "UNAVAILABLE"
     assert "step 1 ('add'): the model has no input 'c'" in rows["broken_pipe"]["reason"]
     assert rows["pipe"]["state"] == "READY"
+
+
+@pytest.mark.e2e
+def test_bench_breaks_an_ensemble_down_by_step(server: ServerProcess, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "conveyor.cli", "bench", f"http://{server.url}", "--model",
+           "pipe", "--requests", "30", "--warmup", "0", "--output", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = json.loads(out.read_text())["server"]["steps"]
+    assert set(steps) == {"pre", "add"}
+    assert steps["pre"]["requests"] >= 30 and steps["pre"]["request_us"] > 0
+    assert steps["add"]["compute_infer_us"] > 0
+    assert "step pre us: request" in proc.stdout

@@ -230,6 +230,13 @@ def _print(result: dict[str, Any]) -> None:
                 f"{k.removesuffix('_us')} {v:g}" for k, v in server.items() if k.endswith("_us")
             )
         )
+        for name, step in (server.get("steps") or {}).items():  # an ensemble's steps
+            print(
+                f"  step {name} us: "
+                + "  ".join(
+                    f"{k.removesuffix('_us')} {v:g}" for k, v in step.items() if k.endswith("_us")
+                )
+            )
     prom = result.get("prometheus")
     if prom and "error" not in prom:
         means = []

@@ -1,7 +1,12 @@
 """Server-side breakdown: from a target's Triton-style statistics API (Conveyor, Triton),
 the deltas of `/v2/models/{m}/stats` over the measured time, per request, and the
 transmission time = client latency - server request time; from any Prometheus
-`/metrics` endpoint, counter and histogram deltas over the same time."""
+`/metrics` endpoint, counter and histogram deltas over the same time.
+
+For an ensemble (its `/config` says `platform: ensemble`), each step's model is probed
+too, as perf_analyzer does for composing models: the breakdown's `steps` gives every
+step's request, queue and compute times, so a pipeline's pre-processing, inference and
+post-processing show separately beside the transmission."""
 
 from __future__ import annotations
 
@@ -16,11 +21,36 @@ FIELDS = ("success", "queue", "compute_input", "compute_infer", "compute_output"
 
 class StatsProbe:
     def __init__(self, base_url: str, model: str, version: str = "") -> None:
-        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/stats"
-        self.url = base_url.rstrip("/") + path
+        self.base = base_url.rstrip("/")
+        self.model_path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+        self.url = self.base + self.model_path + "/stats"
+        self.steps: list[str] | None = None  # an ensemble's step models, once known
+
+    def _steps(self) -> list[str]:
+        if self.steps is None:
+            self.steps = []
+            try:
+                with urllib.request.urlopen(self.base + self.model_path + "/config") as resp:
+                    config = json.load(resp)
+            except (OSError, ValueError):
+                return self.steps
+            if config.get("platform") == "ensemble":
+                steps = (config.get("ensemble_scheduling") or {}).get("step") or []
+                self.steps = [str(s["model_name"]) for s in steps if s.get("model_name")]
+        return self.steps
 
     def _fetch(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url, timeout=10) as resp:
+        totals = self._totals(self.url)
+        steps = self._steps()
+        if steps:
+            totals["steps"] = {
+                name: self._totals(f"{self.base}/v2/models/{name}/stats") for name in steps
+            }
+        return totals
+
+    @staticmethod
+    def _totals(url: str) -> dict[str, Any]:
+        with urllib.request.urlopen(url, timeout=10) as resp:
             doc: dict[str, Any] = json.load(resp)
         totals = {f: [0, 0] for f in FIELDS}
         for model in doc.get("model_stats", []):
@@ -39,10 +69,10 @@ class StatsProbe:
     @staticmethod
     def breakdown(
         before: dict[str, Any] | None, after: dict[str, Any] | None, client_mean_ms: float | None
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         if before is None or after is None:
             return {}
-        out = {}
+        out: dict[str, Any] = {}
         for f in FIELDS:
             count = after[f][0] - before[f][0]
             ns = after[f][1] - before[f][1]
@@ -51,6 +81,12 @@ class StatsProbe:
         out["requests"] = float(after["success"][0] - before["success"][0])
         if client_mean_ms is not None and out["requests"]:
             out["transmission_us"] = round(client_mean_ms * 1000 - out["request_us"], 1)
+        steps_before, steps_after = before.get("steps") or {}, after.get("steps") or {}
+        if steps_after:
+            out["steps"] = {
+                name: StatsProbe.breakdown(steps_before.get(name), totals, None)
+                for name, totals in steps_after.items()
+            }
         return out
 
 

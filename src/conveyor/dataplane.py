@@ -23,6 +23,7 @@ from conveyor.errors import (
     RequestTimeoutError,
 )
 from conveyor.pipelines import ensemble
+from conveyor.pipelines.ensemble import PipelineRuntime
 from conveyor.protocol.tensors import from_bytes, to_bytes
 from conveyor.repository.config import (
     ConfigError,
@@ -383,7 +384,9 @@ class DataPlane:
             {} if request.parameters.get("step_timings") else None
         )
         start = time.perf_counter_ns()
-        results = await ensemble.run(mv.config, inputs, outputs, call, timings)
+        pipeline = mv.scheduler.runtimes[0]
+        functions = pipeline.call_function if isinstance(pipeline, PipelineRuntime) else None
+        results = await ensemble.run(mv.config, inputs, outputs, call, timings, functions)
         elapsed_ns = time.perf_counter_ns() - start
         mv.scheduler.stats.record_batch(
             rows=rows, queue_ns=[0], input_ns=0, infer_ns=elapsed_ns, output_ns=0

@@ -28,10 +28,13 @@ def default_backends() -> dict[str, Backend]:
     from conveyor.runtimes.onnx import OnnxBackend
     from conveyor.runtimes.python.backend import PythonBackend
 
+    python = PythonBackend()
+    pipelines = EnsembleBackend(python)  # a pipeline's function steps are Python workers
     return {
         OnnxBackend.name: OnnxBackend(),
-        PythonBackend.name: PythonBackend(),
-        EnsembleBackend.name: EnsembleBackend(),
+        PythonBackend.name: python,
+        EnsembleBackend.name: pipelines,
+        "pipeline": pipelines,
     }
 
 

@@ -146,6 +146,10 @@ class Scheduler:
         return len(self._workers)
 
     @property
+    def runtimes(self) -> list[Runtime]:
+        return [w.runtime for w in self._workers]
+
+    @property
     def ready(self) -> bool:
         """Every instance can take a batch (false while a Python worker restarts)."""
         return all(getattr(w.runtime, "ready", True) for w in self._workers)

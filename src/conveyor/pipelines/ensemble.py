@@ -1,4 +1,9 @@
-"""Triton ensembles (`platform: "ensemble"`, `ensemble_scheduling { step [...] }`).
+"""Triton ensembles (`platform: "ensemble"`, `ensemble_scheduling { step [...] }`), and
+Conveyor's native pipelines (`platform: pipeline`, `pipeline: {steps: [...]}`), which add
+what an ensemble cannot say: a step may run only `when` a tensor has (or has not) a value,
+so two steps may produce the same tensor as alternatives; and a step may be a plain Python
+`function` of the pipeline's directory, run in a worker process of the pipeline's own
+(no model to declare; its outputs are not type-checked at load).
 
 An ensemble has no runtime of its own: the data plane runs it (`run`), handing each step
 to that model's own scheduler through the data plane, so every step batches with the
@@ -22,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from conveyor.errors import ConveyorError
+from conveyor.batching.scheduler import Scheduler
+from conveyor.errors import ConveyorError, InvalidRequestError
 from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, TensorConfig
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, RequestRuntime, Runtime, TensorSpec
 
 Outputs = dict[str, np.ndarray]
 # (model, version ("" = default), inputs, outputs wanted) -> the step's outputs
@@ -34,6 +40,19 @@ Lookup = Callable[[str, str], ModelConfig]
 
 def _label(i: int, step: EnsembleStep) -> str:
     return f"step {i} ('{step.model_name}')"
+
+
+def _holds(step: EnsembleStep, tensors: Outputs) -> bool:
+    """Whether the step's condition holds (its first element compared with the value)."""
+    if step.when is None:
+        return True
+    name, op, value = step.when
+    arr = tensors[name].reshape(-1)
+    got = arr[0] if arr.size else None
+    if isinstance(got, bytes) and isinstance(value, str):
+        value = value.encode()
+    equal = bool(got == value) if got is not None else False
+    return equal if op == "equals" else not equal
 
 
 def _version(step: EnsembleStep) -> str:
@@ -54,6 +73,9 @@ def order(config: ModelConfig) -> list[int]:
     produced: dict[str, int] = {}
     for i, step in enumerate(config.ensemble_steps):
         for tensor in step.output_map.values():
+            other = produced.get(tensor)
+            if other is not None and step.when and config.ensemble_steps[other].when:
+                continue  # alternatives: each runs on its own condition
             if tensor in produced:
                 raise ConfigError(
                     f"ensemble tensor '{tensor}' is produced by both "
@@ -63,6 +85,8 @@ def order(config: ModelConfig) -> list[int]:
             produced[tensor] = i
     inputs = {t.name for t in config.inputs}
     for i, step in enumerate(config.ensemble_steps):
+        if step.when is not None and step.when[0] not in inputs and step.when[0] not in produced:
+            raise ConfigError(f"{_label(i, step)}: 'when' reads unknown tensor '{step.when[0]}'")
         for model_input, tensor in step.input_map.items():
             if tensor not in inputs and tensor not in produced:
                 raise ConfigError(
@@ -77,9 +101,7 @@ def order(config: ModelConfig) -> list[int]:
     remaining = list(range(len(config.ensemble_steps)))
     while remaining:
         ready = [
-            i
-            for i in remaining
-            if all(t in available for t in config.ensemble_steps[i].input_map.values())
+            i for i in remaining if all(t in available for t in _reads(config.ensemble_steps[i]))
         ]
         if not ready:
             names = ", ".join(_label(i, config.ensemble_steps[i]) for i in remaining)
@@ -91,6 +113,10 @@ def order(config: ModelConfig) -> list[int]:
     return done
 
 
+def _reads(step: EnsembleStep) -> list[str]:
+    return [*step.input_map.values(), *([step.when[0]] if step.when else [])]
+
+
 def validate(config: ModelConfig, lookup: Lookup) -> None:
     """Check the graph and every step against its model's config (loaded before)."""
     order(config)
@@ -100,8 +126,13 @@ def validate(config: ModelConfig, lookup: Lookup) -> None:
         t.name: (t.datatype, _shape(t, batched), f"ensemble input '{t.name}'")
         for t in config.inputs
     }
-    step_configs = []
+    step_configs: list[ModelConfig | None] = []
     for i, step in enumerate(config.ensemble_steps):
+        if step.function:  # untyped: what reads its outputs is not checked at load
+            step_configs.append(None)
+            for tensor in step.output_map.values():
+                tensors[tensor] = ("", [], _label(i, step))
+            continue
         try:
             model = lookup(step.model_name, _version(step))
         except ConveyorError as exc:
@@ -118,7 +149,10 @@ def validate(config: ModelConfig, lookup: Lookup) -> None:
                     f"(outputs: {', '.join(t.name for t in model.outputs)})"
                 )
             tensors[tensor] = (out.datatype, _shape(out, step_batched), _label(i, step))
-    for i, (step, model) in enumerate(zip(config.ensemble_steps, step_configs, strict=True)):
+    for i, (step, step_model) in enumerate(zip(config.ensemble_steps, step_configs, strict=True)):
+        if step_model is None:
+            continue
+        model = step_model
         step_batched = model.max_batch_size > 0
         if step_batched != batched and batched:
             raise ConfigError(
@@ -133,6 +167,8 @@ def validate(config: ModelConfig, lookup: Lookup) -> None:
                     f"(inputs: {', '.join(t.name for t in model.inputs)})"
                 )
             datatype, shape, source = tensors[tensor]
+            if not datatype:
+                continue  # made by a function step: checked when it runs
             if datatype != inp.datatype:
                 raise ConfigError(
                     f"{_label(i, step)}: input '{model_input}' is {inp.datatype}, but ensemble "
@@ -149,6 +185,8 @@ def validate(config: ModelConfig, lookup: Lookup) -> None:
             raise ConfigError(f"{_label(i, step)}: the model's inputs {missing} are not mapped")
     for out in config.outputs:
         datatype, shape, source = tensors[out.name]
+        if not datatype:
+            continue
         if datatype != out.datatype:
             raise ConfigError(
                 f"ensemble output '{out.name}' is {out.datatype}, but {source} makes {datatype}"
@@ -166,24 +204,34 @@ async def run(
     wanted: list[str],
     call: StepCall,
     timings: dict[str, dict[str, float]] | None = None,
+    functions: Callable[[int, Outputs, list[str]], Awaitable[Outputs]] | None = None,
 ) -> Outputs:
-    """Run the graph for one request: each step as soon as its inputs exist."""
+    """Run the graph for one request: each step as soon as its inputs exist; a step whose
+    condition fails is skipped, and so is every step that reads what it would make."""
     tensors = dict(inputs)
     steps = config.ensemble_steps
     remaining = set(range(len(steps)))
+    skipped: list[int] = []
     running: dict[asyncio.Task[tuple[Outputs, float, float]], int] = {}
     start = time.perf_counter()
 
     def launch() -> None:
         for i in sorted(remaining):
             step = steps[i]
-            if all(t in tensors for t in step.input_map.values()):
-                remaining.discard(i)
-                feed = {m: tensors[t] for m, t in step.input_map.items()}
-                task = asyncio.ensure_future(
-                    _timed(call(step.model_name, _version(step), feed, list(step.output_map)))
-                )
-                running[task] = i
+            if not all(t in tensors for t in _reads(step)):
+                continue
+            remaining.discard(i)
+            if not _holds(step, tensors):
+                skipped.append(i)
+                continue
+            feed = {m: tensors[t] for m, t in step.input_map.items()}
+            outputs = list(step.output_map)
+            if step.function:
+                assert functions is not None
+                pending = functions(i, feed, outputs)
+            else:
+                pending = call(step.model_name, _version(step), feed, outputs)
+            running[asyncio.ensure_future(_timed(pending))] = i
 
     try:
         launch()
@@ -204,11 +252,23 @@ async def run(
                         "total_us": round(took * 1e6, 1),
                     }
                 for model_output, tensor in step.output_map.items():
+                    if model_output not in outputs:
+                        raise InvalidRequestError(
+                            f"pipeline '{config.name}' {_label(i, step)}: it returned no "
+                            f"'{model_output}' (returned: {', '.join(outputs)})"
+                        )
                     tensors[tensor] = outputs[model_output]
             launch()
     finally:
         for task in running:
             task.cancel()
+    missing = [name for name in wanted if name not in tensors]
+    if missing:
+        names = ", ".join(_label(i, steps[i]) for i in skipped) or "none"
+        raise InvalidRequestError(
+            f"pipeline '{config.name}': output {', '.join(repr(m) for m in missing)} was not "
+            f"produced for this request (steps skipped by their conditions: {names})"
+        )
     return {name: tensors[name] for name in wanted}
 
 
@@ -218,13 +278,36 @@ async def _timed(call: Awaitable[Outputs]) -> tuple[Outputs, float, float]:
     return outputs, began, time.perf_counter() - began
 
 
-class _EnsembleRuntime(Runtime):
-    """Stands for an ensemble in the repository (its tensors); it never executes."""
+class PipelineRuntime(Runtime):
+    """Stands for an ensemble or pipeline in the repository (its tensors); it never
+    executes itself. It owns the worker processes of a pipeline's function steps, each
+    behind a scheduler of its own, started on first use."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, functions: dict[int, RequestRuntime]) -> None:
         batch = (-1,) if config.max_batch_size > 0 else ()
         self._inputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.inputs]
         self._outputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.outputs]
+        self._schedulers: dict[int, Scheduler] = {}
+        for i, runtime in functions.items():
+            step = config.ensemble_steps[i]
+            fn_config = ModelConfig(
+                name=f"{config.name}:{step.model_name.rpartition(':')[2]}",
+                backend="python",
+                max_batch_size=0,
+            )
+            self._schedulers[i] = Scheduler(fn_config, 1, [runtime])
+        self._started = False
+
+    async def call_function(self, index: int, feed: Outputs, wanted: list[str]) -> Outputs:
+        if not self._started:
+            self._started = True
+            for scheduler in self._schedulers.values():
+                scheduler.start(asyncio.get_running_loop())
+        return await self._schedulers[index].submit(feed, wanted, 1, ())
+
+    def close(self) -> None:
+        for scheduler in self._schedulers.values():
+            scheduler.close()
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -239,9 +322,13 @@ class _EnsembleRuntime(Runtime):
 
 
 class EnsembleBackend(Backend):
+    """`platform: ensemble` and `platform: pipeline`. `python` starts the workers of a
+    pipeline's function steps (the Python backend's)."""
+
     name = "ensemble"
 
-    def __init__(self) -> None:
+    def __init__(self, python: Any = None) -> None:
+        self.python = python
         self.lookup: Lookup | None = None
 
     def bind(self, caller: Any) -> None:
@@ -257,4 +344,17 @@ class EnsembleBackend(Backend):
             raise ConfigError("ensembles need the data plane (not wired in)")
         if instance_index == 0:
             validate(config, self.lookup)
-        return _EnsembleRuntime(config)
+        functions: dict[int, RequestRuntime] = {}
+        try:
+            for i, step in enumerate(config.ensemble_steps):
+                if step.function and instance_index == 0:
+                    if self.python is None:
+                        raise ConfigError("function steps need the Python backend")
+                    functions[i] = self.python.function_runtime(
+                        config, version_dir, step.model_name
+                    )
+        except Exception:
+            for runtime in functions.values():
+                runtime.close()
+            raise
+        return PipelineRuntime(config, functions)

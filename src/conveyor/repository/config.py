@@ -66,10 +66,13 @@ class EnsembleStep:
     """One step of Triton's `ensemble_scheduling`: which model runs, and how its tensors
     map to the ensemble's (model tensor name -> ensemble tensor name)."""
 
-    model_name: str
+    model_name: str  # for a function step: "<file>:<function>"
     model_version: int = -1  # -1: the model's default version
     input_map: dict[str, str] = field(default_factory=dict)
     output_map: dict[str, str] = field(default_factory=dict)
+    # native pipelines only: a Python function of the pipeline's directory, and a condition
+    function: bool = False
+    when: tuple[str, str, Any] | None = None  # (tensor, "equals" | "not_equals", value)
 
 
 @dataclass(slots=True)
@@ -275,6 +278,46 @@ def _ensemble_steps(raw: Any) -> list[EnsembleStep]:
     return steps
 
 
+def _pipeline_steps(raw: Any) -> list[EnsembleStep]:
+    """Conveyor's native pipeline: `pipeline: {steps: [...]}`, each step a `model` (with
+    an optional `version`) or a `function: FILE.py:NAME` of the pipeline's version
+    directory, with `inputs` / `outputs` maps (step tensor -> pipeline tensor) and an
+    optional `when: {tensor: T, equals: V}` (or `not_equals`)."""
+    steps = []
+    for i, step in enumerate(_as_list((raw or {}).get("steps"))):
+        if not isinstance(step, dict) or bool(step.get("model")) == bool(step.get("function")):
+            raise ConfigError(f"pipeline step {i} needs exactly one of 'model' or 'function'")
+        when = None
+        if step.get("when") is not None:
+            cond = step["when"]
+            ops = [op for op in ("equals", "not_equals") if op in (cond or {})]
+            if not isinstance(cond, dict) or "tensor" not in cond or len(ops) != 1:
+                raise ConfigError(
+                    f"pipeline step {i}: 'when' needs a tensor and one of equals / not_equals"
+                )
+            when = (str(cond["tensor"]), ops[0], cond[ops[0]])
+        function = step.get("function")
+        if function is not None:
+            file, _, name = str(function).rpartition(":")
+            if not file.endswith(".py") or not name.isidentifier():
+                raise ConfigError(
+                    f"pipeline step {i}: function {function!r} must be 'FILE.py:NAME'"
+                )
+        steps.append(
+            EnsembleStep(
+                model_name=str(function or step["model"]),
+                model_version=_int(step.get("version", -1), f"step {i} version"),
+                input_map=_str_map(step.get("inputs"), f"step {i} inputs"),
+                output_map=_str_map(step.get("outputs"), f"step {i} outputs"),
+                function=function is not None,
+                when=when,
+            )
+        )
+    if not steps:
+        raise ConfigError("a pipeline needs `pipeline: {steps: [...]}` with at least one step")
+    return steps
+
+
 def parse_warmup(raw: Any) -> list[Any]:
     from conveyor.repository.warmup import parse_warmup as parse
 
@@ -359,8 +402,12 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         model_warmup=parse_warmup(raw.get("model_warmup")),
         decoupled=_bool((raw.get("model_transaction_policy") or {}).get("decoupled", False)),
     )
-    if platform == "ensemble":
-        config.ensemble_steps = _ensemble_steps(raw.get("ensemble_scheduling"))
+    if platform in ("ensemble", "pipeline"):
+        config.ensemble_steps = (
+            _ensemble_steps(raw.get("ensemble_scheduling"))
+            if platform == "ensemble"
+            else _pipeline_steps(raw.get("pipeline"))
+        )
         config.default_model_filename = ""
         if config.max_batch_size < 0:
             config.max_batch_size = 0
@@ -429,7 +476,23 @@ def to_triton_json(c: ModelConfig) -> dict[str, Any]:
         "optimization": {"graph": {"level": c.graph_optimization_level}},
         "model_transaction_policy": {"decoupled": c.decoupled},
     }
-    if c.ensemble_steps:
+    if c.platform == "pipeline":
+        out["pipeline"] = {
+            "steps": [
+                {
+                    ("function" if s.function else "model"): s.model_name,
+                    "inputs": dict(s.input_map),
+                    "outputs": dict(s.output_map),
+                    **(
+                        {"when": {"tensor": s.when[0], s.when[1]: s.when[2]}}
+                        if s.when is not None
+                        else {}
+                    ),
+                }
+                for s in c.ensemble_steps
+            ]
+        }
+    elif c.ensemble_steps:
         out["ensemble_scheduling"] = {
             "step": [
                 {

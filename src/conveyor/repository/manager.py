@@ -111,7 +111,7 @@ def _check_warmup_files(config: ModelConfig, model_dir: Path) -> None:
 
 def _is_ensemble(source: ModelSource) -> bool:
     try:
-        return read_config(source).platform == "ensemble"
+        return read_config(source).platform in ("ensemble", "pipeline")
     except Exception:  # an unreadable config fails when the model loads, with its reason
         return False
 

@@ -116,6 +116,38 @@ class PythonBackend(Backend):
     def render_metrics(self) -> str:
         return self.metrics.render()
 
+    def function_runtime(
+        self, config: ModelConfig, version_dir: Path, function: str
+    ) -> PythonRuntime:
+        """A worker running one function (`FILE.py:NAME`) of a pipeline's version
+        directory: `NAME(inputs) -> outputs`, Conveyor's model form without a class."""
+        file, _, name = function.rpartition(":")
+        path = model_path(version_dir, file, "function")
+        if not path.is_file():
+            raise ConfigError(f"function {function!r}: {path} is missing")
+        spec = WorkerSpec(
+            model=config.name,
+            version=int(version_dir.name) if version_dir.name.isdigit() else 1,
+            instance_index=0,
+            instance_name=f"{config.name}_{name}",
+            interpreter=interpreter_for(config, version_dir.parent),
+            model_file=path,
+            config_json={
+                "name": config.name,
+                "max_batch_size": 0,
+                "parameters": {"conveyor_function": {"string_value": name}},
+            },
+            arena_bytes=int(_float(config, "shm_arena_bytes", DEFAULT_ARENA_BYTES)),
+            init_timeout_s=_float(config, "initialize_timeout_secs", 120.0),
+            execute_timeout_s=_float(config, "execute_timeout_secs", 300.0),
+        )
+        runtime = PythonRuntime(spec, [], [], self.caller, self.metrics, {})
+        try:
+            runtime.spawn()
+        except WorkerStartError as exc:
+            raise ConfigError(f"function {function!r}: {exc}") from None
+        return runtime
+
     def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
         path = model_path(version_dir, config.default_model_filename)
         if not path.is_file():

@@ -94,6 +94,13 @@ class _Waiter:
                 return
 
 
+class _Function:
+    """A plain function as a model (a pipeline's function step)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.infer = fn
+
+
 class Worker:
     def __init__(self, sock: socket.socket, arena: wire.Arena, model_file: Path) -> None:
         self.sock = sock
@@ -260,15 +267,7 @@ class Worker:
         sys.modules["model"] = module
         spec.loader.exec_module(module)
         self.module = module
-        if hasattr(module, "TritonPythonModel"):
-            self.native = False
-        elif hasattr(module, "Model"):
-            self.native = True
-        else:
-            raise ImportError(
-                f"{self.model_file.name} defines neither TritonPythonModel (Triton's python "
-                "backend) nor Model (Conveyor's form)"
-            )
+        self.native = not hasattr(module, "TritonPythonModel")
 
     def autocomplete(self, config: dict[str, Any]) -> dict[str, Any]:
         cls = None if self.native else self.module.TritonPythonModel
@@ -282,6 +281,19 @@ class Worker:
         config = wire.loads(args["model_config"].encode())
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.batched = int(config.get("max_batch_size", 0) or 0) > 0
+        function = (config.get("parameters", {}).get("conveyor_function") or {}).get("string_value")
+        if function:  # a pipeline's function step: NAME(inputs) -> outputs
+            fn = getattr(self.module, function, None)
+            if not callable(fn):
+                raise ImportError(f"{self.model_file.name} defines no function {function!r}")
+            self.model = _Function(fn)
+            self.native = True
+            return
+        if self.native and not hasattr(self.module, "Model"):
+            raise ImportError(
+                f"{self.model_file.name} defines neither TritonPythonModel (Triton's python "
+                "backend) nor Model (Conveyor's form)"
+            )
         if self.native:
             self.model = self.module.Model()
             if hasattr(self.model, "load"):

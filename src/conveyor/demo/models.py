@@ -152,6 +152,24 @@ class _Graph:
         self.nodes.append(helper.make_node("Add", [h, shortcut], [out]))
         return self.relu(out)
 
+    def bottleneck(self, x: str, c_in: int, width: int, stride: int) -> str:
+        """ResNet-50's block: 1x1 down to `width`, 3x3 (strided), 1x1 up to 4 x width."""
+        c_out = 4 * width
+        h = self.conv(x, c_in, width, 1, 1)
+        h = self.conv(h, width, width, 3, stride)
+        h = self.conv(h, width, c_out, 1, 1, scale=0.2, relu=False)
+        shortcut = (
+            x if stride == 1 and c_in == c_out else self.conv(x, c_in, c_out, 1, stride, relu=False)
+        )
+        out = self.name("add")
+        self.nodes.append(helper.make_node("Add", [h, shortcut], [out]))
+        return self.relu(out)
+
+
+def build_resnet50(path: Path, seed: int = 0) -> None:
+    """ResNet-50 (bottleneck blocks 3-4-6-3, ~25.6 M parameters), fixed-seed weights."""
+    build_resnet(path, blocks=(3, 4, 6, 3), seed=seed, bottleneck=True)
+
 
 def build_resnet(
     path: Path,
@@ -159,6 +177,7 @@ def build_resnet(
     classes: int = 1000,
     image: int = 224,
     seed: int = 0,
+    bottleneck: bool = False,
 ) -> None:
     g = _Graph(seed)
     x = g.conv("images", 3, 64, 7, 2)
@@ -172,8 +191,13 @@ def build_resnet(
     for stage, count in enumerate(blocks):
         width = 64 * 2**stage
         for i in range(count):
-            x = g.block(x, c, width, 2 if (i == 0 and stage > 0) else 1)
-            c = width
+            stride = 2 if (i == 0 and stage > 0) else 1
+            if bottleneck:
+                x = g.bottleneck(x, c, width, stride)
+                c = 4 * width
+            else:
+                x = g.block(x, c, width, stride)
+                c = width
     gap, flat = g.name("gap"), g.name("flat")
     fc_w = (g.rng.standard_normal((c, classes)) * np.sqrt(1.0 / c)).astype(np.float32)
     fc_b = np.zeros(classes, np.float32)

@@ -74,3 +74,11 @@ def test_image_is_resized_to_chw_and_scaled(tmp_path: Path) -> None:
     hwc = {"inputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, 8, 6, 3]}]}
     got = model_inputs(hwc, 1, {}, seed=0, files={"image": tmp_path / "red.png"})
     assert got["image"].shape == (1, 8, 6, 3) and got["image"][..., 0].min() == 255
+
+
+def test_a_bytes_input_takes_the_file_itself(tmp_path: Path) -> None:
+    """An image for a pipeline that decodes it is sent as its file's bytes."""
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "x.png")
+    meta = {"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1]}]}
+    got = model_inputs(meta, 1, {}, seed=0, files={"IMAGE": tmp_path / "x.png"})
+    assert got["IMAGE"].shape == (1,) and got["IMAGE"][0] == (tmp_path / "x.png").read_bytes()

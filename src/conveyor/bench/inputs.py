@@ -112,6 +112,11 @@ def _read_file(path: Path, datatype: str, dims: list[int]) -> np.ndarray:
     if path.suffix == ".npy":
         arr: np.ndarray = np.load(path, allow_pickle=False)
         return arr
+    if datatype == "BYTES" and path.suffix != ".json":
+        # a BYTES input takes the file itself (an image for a pipeline that decodes it)
+        raw = np.empty(1, dtype=object)
+        raw[0] = path.read_bytes()
+        return raw
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _image(path, datatype, dims)
     if path.suffix == ".json":

@@ -37,6 +37,9 @@ class StatsProbe:
             if config.get("platform") == "ensemble":
                 steps = (config.get("ensemble_scheduling") or {}).get("step") or []
                 self.steps = [str(s["model_name"]) for s in steps if s.get("model_name")]
+            elif config.get("platform") == "pipeline":  # its model steps (functions: none)
+                steps = (config.get("pipeline") or {}).get("steps") or []
+                self.steps = [str(s["model"]) for s in steps if s.get("model")]
         return self.steps
 
     def _fetch(self) -> dict[str, Any]:

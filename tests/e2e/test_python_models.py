@@ -278,3 +278,9 @@ def test_no_arena_in_dev_shm(server: ServerProcess) -> None:
     """Arenas are memfds: nothing of ours under /dev/shm while serving."""
     if os.path.isdir("/dev/shm"):
         assert not [n for n in os.listdir("/dev/shm") if "conveyor" in n]
+
+
+def test_grpc_config_shows_the_transaction_policy(grpc: grpcclient.InferenceServerClient) -> None:
+    config = grpc.get_model_config("repeat", as_json=True)["config"]
+    assert config["model_transaction_policy"] == {"decoupled": True}
+    assert config["backend"] == "python"

@@ -174,6 +174,12 @@ def test_an_ensemble_of_python_and_onnx_steps(
     assert config["platform"] == "ensemble"
     assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == ["pre", "add"]
     assert client.get_model_metadata("pipe")["platform"] == "ensemble"
+    import tritonclient.grpc as grpcclient
+
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    request.addfinalizer(grpc.close)
+    steps = grpc.get_model_config("pipe", as_json=True)["config"]["ensemble_scheduling"]["step"]
+    assert steps[1]["input_map"] == {"a": "shifted", "b": "IN"}
     stats = {s["name"]: s for s in client.get_inference_statistics()["model_stats"]}
     assert stats["pre"]["inference_stats"]["success"]["count"] >= 1  # each step's own stats
     assert stats["add"]["inference_stats"]["success"]["count"] >= 1

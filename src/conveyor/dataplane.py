@@ -386,7 +386,11 @@ class DataPlane:
         start = time.perf_counter_ns()
         pipeline = mv.scheduler.runtimes[0]
         functions = pipeline.call_function if isinstance(pipeline, PipelineRuntime) else None
-        results = await ensemble.run(mv.config, inputs, outputs, call, timings, functions)
+        mv.scheduler.external_in_flight += 1  # an unload drains it like queued requests
+        try:
+            results = await ensemble.run(mv.config, inputs, outputs, call, timings, functions)
+        finally:
+            mv.scheduler.external_in_flight -= 1
         elapsed_ns = time.perf_counter_ns() - start
         mv.scheduler.stats.record_batch(
             rows=rows, queue_ns=[0], input_ns=0, infer_ns=elapsed_ns, output_ns=0

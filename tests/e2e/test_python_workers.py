@@ -269,3 +269,139 @@ def test_reloading_a_python_model_switches_to_the_new_code(tmp_path: Path) -> No
         assert not alive
     finally:
         assert server.stop() == 0, server.log()
+
+
+SLEEPER = """
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
+            time.sleep(float(x[0]))
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x.copy())]))
+        return out
+"""
+
+CALLER = """
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X")
+            answer = pb_utils.InferenceRequest(
+                model_name="sleeper", requested_output_names=["Y"], inputs=[x]
+            ).exec()
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.get_output_tensor_by_name(answer, "Y")]))
+        return out
+"""
+
+DRIP = """
+import threading
+import time
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        for r in requests:
+            x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy().copy()
+            sender = r.get_response_sender()
+
+            def answer(sender=sender, x=x):
+                time.sleep(float(x[0]))
+                sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x)]),
+                            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+            threading.Thread(target=answer, daemon=True).start()
+        return None
+"""
+
+CRASHY = """
+import os
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        mark = os.path.join(pb_utils.get_model_dir(), "started")
+        if os.path.exists(mark):
+            raise RuntimeError("the second initialize fails")
+        open(mark, "w").close()
+
+    def execute(self, requests):
+        os._exit(3)
+"""
+
+
+def python_model(repo: Path, name: str, code: str, extra: str = "") -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "1" / "model.py").write_text(code)
+    (repo / name / "config.yaml").write_text(
+        "backend: python\ninput: [{name: X, data_type: TYPE_FP32, dims: [1]}]\n"
+        f"output: [{{name: Y, data_type: TYPE_FP32, dims: [1]}}]\n{extra}"
+    )
+
+
+def x_body(value: float) -> dict[str, object]:
+    return {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [value]}]}
+
+
+@pytest.mark.slow
+def test_a_bls_answer_never_reaches_the_worker_that_replaced_its_caller(tmp_path: Path) -> None:
+    """A's worker is killed while its BLS call runs; B, on the new worker, is BLS call 1
+    again: A's late answer must not become B's."""
+    repo = tmp_path / "repo"
+    python_model(repo, "sleeper", SLEEPER, "instance_group: [{count: 2}]\n")
+    python_model(repo, "caller", CALLER, "parameters: {execute_timeout_secs: '4'}\n")
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    try:
+        status, body = infer(server, "caller", x_body(6.0))  # killed at 4 s; its call ends at 6
+        assert status == 503 and "did not finish executing within 4 s" in body["error"], body
+        wait_ready(server, "caller")
+        status, body = infer(server, "caller", x_body(3.0))  # pending when A's answer comes
+        assert status == 200 and body["outputs"][0]["data"] == [3.0], body
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_unloading_waits_for_a_decoupled_request_still_answering(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    python_model(repo, "drip", DRIP, "model_transaction_policy: {decoupled: true}\n")
+    server = ServerProcess(
+        repo, "--model-control-mode", "explicit", "--load-model", "drip", log_dir=tmp_path
+    ).start()
+    outcome: list[tuple[int, dict]] = []
+    try:
+        caller = threading.Thread(target=lambda: outcome.append(infer(server, "drip", x_body(1.5))))
+        caller.start()
+        time.sleep(0.3)  # its execute has returned; its answer comes from a thread at 1.5 s
+        status, _, data = server.request("POST", "/v2/repository/models/drip/unload", b"{}")
+        assert status == 200, data
+        caller.join(30)
+        assert outcome and outcome[0][0] == 200, outcome  # drained, not cut off
+        assert outcome[0][1]["outputs"][0]["data"] == [1.5]
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_requests_waiting_for_a_restart_that_fails_get_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    python_model(repo, "crashy", CRASHY)
+    server = ServerProcess(repo, log_dir=tmp_path).start()
+    try:
+        status, body = infer(server, "crashy", x_body(1.0))  # the worker exits; its restart fails
+        assert status == 503 and "exited with code 3" in body["error"], body
+        start = time.monotonic()
+        status, body = infer(server, "crashy", x_body(1.0))  # waits for the restart, then fails
+        assert status == 503 and "the second initialize fails" in body["error"], body
+        assert time.monotonic() - start < 20
+    finally:
+        assert server.stop() == 0, server.log()

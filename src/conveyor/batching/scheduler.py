@@ -124,6 +124,7 @@ class Scheduler:
         self._timer_at = 0
         self.stats = ModelStats(histograms=histograms)
         self.in_flight = 0  # batches executing on worker threads
+        self.external_in_flight = 0  # requests run outside the queue (an ensemble's)
         self.closed = False
         self._pump_scheduled = False
         self._inline_max_ns = int(config.parameters.get("inline_execution_max_us", 200)) * 1000
@@ -483,5 +484,15 @@ class Scheduler:
     async def drain(self, timeout_s: float) -> None:
         """Wait until nothing is queued or executing (bounded)."""
         deadline = time.monotonic() + timeout_s
-        while (len(self.queue) or self.in_flight) and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+
+    def _busy(self) -> bool:
+        """Queued or executing requests, requests a pipeline is running through this
+        version, and a decoupled model's requests that are still answering."""
+        return bool(
+            len(self.queue)
+            or self.in_flight
+            or self.external_in_flight
+            or any(getattr(w.runtime, "pending", 0) for w in self._workers)
+        )

@@ -20,6 +20,7 @@ step and tensor when something does not.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -243,9 +244,11 @@ async def run(
                 try:
                     outputs, began, took = task.result()
                 except ConveyorError as exc:
-                    exc.message = f"ensemble '{config.name}' {_label(i, step)}: {exc.message}"
-                    exc.args = (exc.message,)
-                    raise
+                    # a copy: the same error object may fail every request of a batch
+                    named = copy.copy(exc)
+                    named.message = f"ensemble '{config.name}' {_label(i, step)}: {exc.message}"
+                    named.args = (named.message,)
+                    raise named from exc
                 if timings is not None:
                     timings[f"{i}:{step.model_name}"] = {
                         "start_us": round((began - start) * 1e6, 1),

@@ -159,6 +159,8 @@ class PythonRuntime(RequestRuntime):
         self._inflight = {}
         self._timer: asyncio.TimerHandle | None = None  # the oldest batch's execute timeout
         self._streams: dict[int, OnResponse] = {}
+        self._exec_tags: dict[int, list[int]] = {}  # exec id -> its decoupled requests' tags
+        self._bls: set[asyncio.Task[None]] = set()  # BLS calls being served for this worker
         self._next_tag = 0
         self._failures = 0  # consecutive failed restarts
         self.restarts = 0
@@ -186,6 +188,11 @@ class PythonRuntime(RequestRuntime):
     @property
     def failed(self) -> bool:
         return not self._ready and (self._failures > 0 or self._closed)
+
+    @property
+    def pending(self) -> int:
+        """Batches executing and decoupled requests still answering (what a drain waits for)."""
+        return len(self._inflight) + len(self._streams)
 
     # --- the process -------------------------------------------------------------------
 
@@ -288,8 +295,21 @@ class PythonRuntime(RequestRuntime):
                 self.metrics.apply(self.spec.model, header)
             elif kind == "error":
                 raise WorkerStartError(header["msg"])
-            else:
+            elif kind == "bls":  # as in Triton: no BLS outside execute
+                self._refuse_bls(sock, header)
+            elif kind in ("config", "ready", "done"):
                 return header
+
+    @staticmethod
+    def _refuse_bls(sock: socket.socket, header: dict[str, Any]) -> None:
+        reply = {
+            "k": "bls_reply",
+            "id": header.get("id"),
+            "final": True,
+            "err": "BLS is only supported during the 'execute' function",
+            "code": 5,
+        }
+        sock.sendall(b"".join(wire.Writer(None).frame(reply)))
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         """Blocking, before `start` only: one request (warm-up at load time)."""
@@ -299,17 +319,32 @@ class PythonRuntime(RequestRuntime):
         rows = next(iter(inputs.values())).shape[0] if inputs else 1
         req["rows"] = rows
         self.sock.sendall(b"".join(writer.frame({"k": "exec", "id": 0, "reqs": [req]})))
-        while True:
-            hlen, plen = wire.FRAME.unpack(self._recv_exact(wire.FRAME.size))
-            header = wire.loads(bytes(self._recv_exact(hlen)))
-            payload = memoryview(bytes(self._recv_exact(plen))) if plen else memoryview(b"")
-            if header["k"] == "log":
-                self._log(header)
-            elif header["k"] == "done":
-                result = self._results(header, payload, [BatchItem(inputs, outputs, rows, None)])
-                if isinstance(result[0], BaseException):
-                    raise result[0]
-                return result[0]
+        timeout = self.spec.execute_timeout_s
+        self.sock.settimeout(timeout if timeout > 0 else None)
+        try:
+            while True:
+                hlen, plen = wire.FRAME.unpack(self._recv_exact(wire.FRAME.size))
+                header = wire.loads(bytes(self._recv_exact(hlen)))
+                payload = memoryview(bytes(self._recv_exact(plen))) if plen else memoryview(b"")
+                kind = header["k"]
+                if kind == "log":
+                    self._log(header)
+                elif kind == "metric":
+                    self.metrics.apply(self.spec.model, header)
+                elif kind == "bls":  # the other models may not be loaded yet: refused
+                    self._refuse_bls(self.sock, header)
+                elif kind == "done":
+                    items = [BatchItem(inputs, outputs, rows, None)]
+                    result = self._results(header, payload, items)
+                    if isinstance(result[0], BaseException):
+                        raise result[0]
+                    return result[0]
+        except TimeoutError:
+            raise WorkerStartError(
+                f"warm-up did not finish within {timeout:g} s (execute_timeout_secs)"
+            ) from None
+        finally:
+            self.sock.settimeout(None)
 
     def _recv_exact(self, n: int) -> bytearray:
         from conveyor.runtimes.python.stub.worker import recv_exact
@@ -351,11 +386,19 @@ class PythonRuntime(RequestRuntime):
             f"process {cause} while executing this request; it is being restarted"
         )
         inflight, self._inflight = self._inflight, {}
-        for i, (future, _) in enumerate(inflight.values()):
+        for i, (exec_id, (future, _)) in enumerate(inflight.items()):
             # every frame sent before it died has been read: the oldest batch was the one
-            # executing; the worker never started the others
+            # executing; the worker never started the others (queued again: their streams
+            # must not end here)
+            if i > 0:
+                for tag in self._exec_tags.pop(exec_id, []):
+                    self._streams.pop(tag, None)
             if not future.done():
                 future.set_exception(error if i == 0 else NotStartedError(error.message))
+        self._exec_tags.clear()
+        for task in self._bls:  # their answers would reach the next worker: never send them
+            task.cancel()
+        self._bls.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -381,6 +424,7 @@ class PythonRuntime(RequestRuntime):
                 self._failures += 1
                 self._down = f"restarting its worker failed: {exc}"
                 log.error("python model %s: restart failed: %s", self.label, exc)
+                self.on_ready()  # not ready, but the scheduler must fail what waits for it
                 continue
             if self._closed:  # unloaded while the new worker was starting
                 self.close()
@@ -417,6 +461,7 @@ class PythonRuntime(RequestRuntime):
         self._exec_id += 1
         exec_id = self._exec_id
         reqs = []
+        streams: dict[int, OnResponse] = {}
         for item in batch:
             self._next_tag += 1
             tag = self._next_tag
@@ -433,15 +478,21 @@ class PythonRuntime(RequestRuntime):
                 if ctx.parameters:
                     req["params"] = ctx.parameters
                 if self.decoupled and ctx.on_response is not None:
-                    self._streams[tag] = ctx.on_response
+                    streams[tag] = ctx.on_response
             reqs.append(req)
         future: asyncio.Future[tuple[dict[str, Any], memoryview]] = self.loop.create_future()
         self._write(writer.frame({"k": "exec", "id": exec_id, "slot": slot, "reqs": reqs}))
+        self._streams.update(streams)  # only once sent: a failed write leaves nothing behind
+        self._exec_tags[exec_id] = list(streams)
         self._inflight[exec_id] = (future, slot)
         if len(self._inflight) == 1:
             self._arm_timeout()
         try:
             header, payload = await future
+        except BaseException:
+            for tag in self._exec_tags.pop(exec_id, []):
+                self._streams.pop(tag, None)  # its stream ends with the error raised here
+            raise
         finally:
             if self._inflight.pop(exec_id, None) is not None and self._timer is not None:
                 # the oldest batch ended (batches end in order): time the next from now
@@ -449,7 +500,11 @@ class PythonRuntime(RequestRuntime):
                 self._timer = None
                 if self._inflight:
                     self._arm_timeout()
-        return self._results(header, payload, batch)
+        results = self._results(header, payload, batch)
+        for tag, result in zip(self._exec_tags.pop(exec_id, []), results, strict=False):
+            if isinstance(result, BaseException):
+                self._streams.pop(tag, None)
+        return results
 
     def _arm_timeout(self) -> None:
         timeout = self.spec.execute_timeout_s
@@ -577,30 +632,39 @@ class PythonRuntime(RequestRuntime):
             outputs=[RequestedOutput(n) for n in header["out"]] or None,
             parameters=params,
         )
-        self.loop.create_task(self._serve_bls(header["id"], request, bool(header["decoupled"])))
+        task = self.loop.create_task(
+            self._serve_bls(header["id"], request, bool(header["decoupled"]), self.link)
+        )
+        self._bls.add(task)
+        task.add_done_callback(self._bls.discard)
 
-    async def _serve_bls(self, call_id: int, request: InferRequest, decoupled: bool) -> None:
+    async def _serve_bls(
+        self, call_id: int, request: InferRequest, decoupled: bool, link: _Link | None
+    ) -> None:
+        """Answer one BLS call, only ever to the worker that made it (`link`): a worker
+        restarted meanwhile numbers its calls afresh."""
         if self.caller is None:
-            self._bls_reply(call_id, None, InternalError("BLS is not wired in"), True)
+            self._bls_reply(link, call_id, None, InternalError("BLS is not wired in"), True)
             return
         try:
             if decoupled:
                 async for response in self.caller.infer_stream(request):
                     final = bool(response.parameters.get("triton_final_response"))
-                    self._bls_reply(call_id, response, None, final)
+                    self._bls_reply(link, call_id, response, None, final)
                     if final:
                         return
-                self._bls_reply(call_id, None, None, True)
+                self._bls_reply(link, call_id, None, None, True)
             else:
-                self._bls_reply(call_id, await self.caller.infer(request), None, True)
+                self._bls_reply(link, call_id, await self.caller.infer(request), None, True)
         except ConveyorError as exc:
-            self._bls_reply(call_id, None, exc, True)
+            self._bls_reply(link, call_id, None, exc, True)
         except Exception as exc:
             log.exception("python model %s: BLS call failed", self.label)
-            self._bls_reply(call_id, None, InternalError(f"BLS call failed: {exc}"), True)
+            self._bls_reply(link, call_id, None, InternalError(f"BLS call failed: {exc}"), True)
 
     def _bls_reply(
         self,
+        link: _Link | None,
         call_id: int,
         response: InferResponse | None,
         error: ConveyorError | None,
@@ -617,6 +681,8 @@ class PythonRuntime(RequestRuntime):
             header["params"] = {
                 k: v for k, v in response.parameters.items() if k != "triton_final_response"
             }
+        if link is None or link is not self.link:
+            return  # the worker that asked is gone
         with contextlib.suppress(ConveyorError):  # the worker is gone: nobody to answer
             self._write(writer.frame(header))
 
@@ -627,6 +693,17 @@ class PythonRuntime(RequestRuntime):
         the event loop during reloads): a thread reaps it, killing it after 5 s."""
         self._closed = True
         self._ready = False
+        # what is still waiting on this worker ends now, with a reason (after the drain)
+        error = UnavailableError(f"model '{self.spec.model}' was unloaded")
+        inflight, self._inflight = self._inflight, {}
+        for future, _ in inflight.values():
+            if not future.done():
+                future.set_exception(error)
+        streams, self._streams = self._streams, {}
+        for on_response in streams.values():
+            on_response(None, error, True, {})
+        for task in self._bls:
+            task.cancel()
         proc = self.proc
         if proc is None:
             return
@@ -648,7 +725,8 @@ class PythonRuntime(RequestRuntime):
             self.arena = None
 
 
-def _reap(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+def _reap(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    # longer than the 10 s the worker gives finalize() before it exits by itself
     try:
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:

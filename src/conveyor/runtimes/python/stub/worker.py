@@ -130,12 +130,17 @@ class Worker:
 
     def send(self, header: dict[str, Any], writer: wire.Writer | None = None) -> None:
         parts = (writer or wire.Writer(None)).frame(header)
-        with self.wlock:
-            if len(parts) <= 3 and sum(len(p) for p in parts) < 65536:
-                self.sock.sendall(b"".join(parts))
-            else:
-                for part in parts:
-                    self.sock.sendall(part)
+        try:
+            with self.wlock:
+                if len(parts) <= 3 and sum(len(p) for p in parts) < 65536:
+                    self.sock.sendall(b"".join(parts))
+                else:
+                    for part in parts:
+                        self.sock.sendall(part)
+        except OSError:
+            if not self.stopping:
+                raise
+            # being stopped: the core no longer listens; finalize() still runs
 
     def _outputs(self, writer: wire.Writer, tensors: list[pb_utils.Tensor]) -> list[Any]:
         return [writer.tensor(t.name(), t.as_numpy()) for t in tensors]

@@ -31,7 +31,7 @@ import numpy as np
 from conveyor.batching.scheduler import Scheduler
 from conveyor.errors import ConveyorError, InvalidRequestError
 from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, TensorConfig
-from conveyor.runtimes.base import Backend, RequestRuntime, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, RequestRuntime, Runtime, TensorSpec, config_specs
 
 Outputs = dict[str, np.ndarray]
 # (model, version ("" = default), inputs, outputs wanted) -> the step's outputs
@@ -287,9 +287,7 @@ class PipelineRuntime(Runtime):
     behind a scheduler of its own, started on first use."""
 
     def __init__(self, config: ModelConfig, functions: dict[int, RequestRuntime]) -> None:
-        batch = (-1,) if config.max_batch_size > 0 else ()
-        self._inputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.inputs]
-        self._outputs = [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.outputs]
+        self._inputs, self._outputs = config_specs(config)
         self._schedulers: dict[int, Scheduler] = {}
         for i, runtime in functions.items():
             step = config.ensemble_steps[i]

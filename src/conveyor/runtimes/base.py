@@ -32,6 +32,16 @@ class TensorSpec:
     shape: tuple[int, ...]
 
 
+def config_specs(config: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The tensors a config declares, as a runtime reports them (batch dim included), for
+    runtimes whose tensors come from the config rather than a model file."""
+    batch = (-1,) if config.max_batch_size > 0 else ()
+    return (
+        [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.inputs],
+        [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.outputs],
+    )
+
+
 class Runtime(ABC):
     @property
     @abstractmethod

@@ -32,7 +32,7 @@ from conveyor.repository.config import (
     to_triton_json,
 )
 from conveyor.repository.layout import model_path
-from conveyor.runtimes.base import Backend, Caller, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, Caller, Runtime, config_specs
 from conveyor.runtimes.python.metrics import CustomMetrics
 from conveyor.runtimes.python.process import (
     PythonRuntime,
@@ -77,14 +77,6 @@ def interpreter_for(config: ModelConfig, model_dir: Path) -> str:
         if (env / candidate).exists():
             return str(env / candidate)
     raise ConfigError(f"EXECUTION_ENV_PATH {raw!r} holds no bin/python3 or bin/python")
-
-
-def _specs(config: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    batch = (-1,) if config.max_batch_size > 0 else ()
-    return (
-        [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.inputs],
-        [TensorSpec(t.name, t.datatype, (*batch, *t.dims)) for t in config.outputs],
-    )
 
 
 def _adopt(config: ModelConfig, completed: dict[str, Any]) -> None:
@@ -173,7 +165,7 @@ class PythonBackend(Backend):
             execute_timeout_s=_float(config, "execute_timeout_secs", 300.0),
             autocomplete=first,
         )
-        inputs, outputs = _specs(config)
+        inputs, outputs = config_specs(config)
         types = {t.name: t.datatype for t in config.outputs}
         runtime = PythonRuntime(spec, inputs, outputs, self.caller, self.metrics, types)
         try:
@@ -182,7 +174,7 @@ class PythonBackend(Backend):
             raise ConfigError(f"python model: {exc}") from None
         if first and runtime.completed_config is not None:
             _adopt(config, runtime.completed_config)
-            runtime._inputs, runtime._outputs = _specs(config)
+            runtime._inputs, runtime._outputs = config_specs(config)
             runtime._output_types = {t.name: t.datatype for t in config.outputs}
             runtime.decoupled = config.decoupled
         return runtime

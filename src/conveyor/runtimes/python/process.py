@@ -229,7 +229,7 @@ class PythonRuntime(RequestRuntime):
             parent.settimeout(spec.init_timeout_s)
             if spec.autocomplete:
                 self._send_blocking(parent, {"k": "autocomplete", "config": spec.config_json})
-                reply = self._recv_blocking(parent, proc)
+                reply, _ = self._recv_blocking(parent, proc, "initialize_timeout_secs")
                 self.completed_config = reply["config"]
                 spec.config_json = reply["config"]
                 self.decoupled = bool(
@@ -237,7 +237,7 @@ class PythonRuntime(RequestRuntime):
                 )
                 spec.autocomplete = False
             self._send_blocking(parent, {"k": "init", "args": self._init_args()})
-            reply = self._recv_blocking(parent, proc)
+            reply, _ = self._recv_blocking(parent, proc, "initialize_timeout_secs")
             self.native = bool(reply.get("native"))
         except BaseException:
             parent.close()
@@ -266,21 +266,19 @@ class PythonRuntime(RequestRuntime):
     def _send_blocking(sock: socket.socket, header: dict[str, Any]) -> None:
         sock.sendall(b"".join(wire.Writer(None).frame(header)))
 
-    def _recv_blocking(self, sock: socket.socket, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
-        """The worker's answer to a handshake step; what it logs or reports as metrics
-        while it initialises is handled on the way."""
-        from conveyor.runtimes.python.stub.worker import recv_exact
-
+    def _recv_blocking(
+        self, sock: socket.socket, proc: subprocess.Popen[bytes], timeout_setting: str
+    ) -> tuple[dict[str, Any], memoryview]:
+        """The worker's answer to a step taken before the loop owns the socket (handshake,
+        warm-up), within the socket's timeout (`timeout_setting` names it); what the worker
+        logs or reports as metrics meanwhile is handled on the way, BLS refused."""
         while True:
             try:
-                hlen, plen = wire.FRAME.unpack(recv_exact(sock, wire.FRAME.size))
-                header: dict[str, Any] = wire.loads(bytes(recv_exact(sock, hlen)))
-                if plen:
-                    recv_exact(sock, plen)
+                header, payload = wire.read_frame(sock)
             except TimeoutError:
                 raise WorkerStartError(
-                    f"the worker did not initialise within {self.spec.init_timeout_s:g} s "
-                    "(initialize_timeout_secs)"
+                    f"the worker did not answer within {sock.gettimeout() or 0:g} s "
+                    f"({timeout_setting})"
                 ) from None
             except (EOFError, OSError):
                 code = proc.wait(timeout=5)
@@ -298,7 +296,7 @@ class PythonRuntime(RequestRuntime):
             elif kind == "bls":  # as in Triton: no BLS outside execute
                 self._refuse_bls(sock, header)
             elif kind in ("config", "ready", "done"):
-                return header
+                return header, memoryview(payload)
 
     @staticmethod
     def _refuse_bls(sock: socket.socket, header: dict[str, Any]) -> None:
@@ -322,35 +320,13 @@ class PythonRuntime(RequestRuntime):
         timeout = self.spec.execute_timeout_s
         self.sock.settimeout(timeout if timeout > 0 else None)
         try:
-            while True:
-                hlen, plen = wire.FRAME.unpack(self._recv_exact(wire.FRAME.size))
-                header = wire.loads(bytes(self._recv_exact(hlen)))
-                payload = memoryview(bytes(self._recv_exact(plen))) if plen else memoryview(b"")
-                kind = header["k"]
-                if kind == "log":
-                    self._log(header)
-                elif kind == "metric":
-                    self.metrics.apply(self.spec.model, header)
-                elif kind == "bls":  # the other models may not be loaded yet: refused
-                    self._refuse_bls(self.sock, header)
-                elif kind == "done":
-                    items = [BatchItem(inputs, outputs, rows, None)]
-                    result = self._results(header, payload, items)
-                    if isinstance(result[0], BaseException):
-                        raise result[0]
-                    return result[0]
-        except TimeoutError:
-            raise WorkerStartError(
-                f"warm-up did not finish within {timeout:g} s (execute_timeout_secs)"
-            ) from None
+            header, payload = self._recv_blocking(self.sock, self.proc, "execute_timeout_secs")
         finally:
             self.sock.settimeout(None)
-
-    def _recv_exact(self, n: int) -> bytearray:
-        from conveyor.runtimes.python.stub.worker import recv_exact
-
-        assert self.sock is not None
-        return recv_exact(self.sock, n)
+        result = self._results(header, payload, [BatchItem(inputs, outputs, rows, None)])
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
 
     def start(self, loop: asyncio.AbstractEventLoop, on_ready: Callable[[], None]) -> None:
         """May be called from the loading thread (a reload): hand over to the loop."""

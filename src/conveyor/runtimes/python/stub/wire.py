@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import socket
 import struct
 import threading
 from typing import Any
@@ -104,6 +105,25 @@ def deserialize_bytes(buf: memoryview | bytes, shape: tuple[int, ...]) -> np.nda
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out.reshape(shape)
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            raise EOFError("the other side closed the connection")
+        got += k
+    return buf
+
+
+def read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytearray]:
+    """One frame from a blocking socket: (header, payload)."""
+    hlen, plen = FRAME.unpack(recv_exact(sock, FRAME.size))
+    header: dict[str, Any] = loads(bytes(recv_exact(sock, hlen)))
+    return header, (recv_exact(sock, plen) if plen else bytearray())
 
 
 class Region:

@@ -33,18 +33,6 @@ import numpy as np
 from . import native, pb_utils, wire
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            raise EOFError("the core closed the connection")
-        got += k
-    return buf
-
-
 def describe(exc: BaseException) -> str:
     if isinstance(exc, pb_utils.TritonModelException | native.RequestError):
         return str(exc)
@@ -223,9 +211,7 @@ class Worker:
     def read_loop(self) -> None:
         try:
             while True:
-                hlen, plen = wire.FRAME.unpack(recv_exact(self.sock, wire.FRAME.size))
-                header = wire.loads(bytes(recv_exact(self.sock, hlen)))
-                payload = recv_exact(self.sock, plen) if plen else bytearray()
+                header, payload = wire.read_frame(self.sock)
                 if header["k"] == "bls_reply":
                     self._bls_reply(header, payload)
                 else:

@@ -6,6 +6,9 @@ actual send). Open loop: a dispatcher releases each request at its intended time
 whatever the earlier ones are doing; with `max_in_flight` reached, a request waits, and
 that wait counts in its latency (measured from the intended time), as it would for a
 real user. Requests finishing after the measurement window are not counted.
+
+Every time is the event loop's clock (`loop.time()`), so that a test can run the runner on
+a loop whose clock it drives.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.targets import SizedTarget, Target, TargetError
 
 
+def _clock() -> Callable[[], float]:
+    return asyncio.get_running_loop().time
+
+
 async def _one(
     target: Target, rec: Recorder, intended: float, end: float, size: int | None = None
 ) -> None:
-    sent = time.perf_counter()
+    now = _clock()
+    sent = now()
     try:
         if size is None:
             await target.call()
@@ -41,7 +49,7 @@ async def _one(
     except Exception as exc:  # a target bug is an error of the run, not a crash
         rec.error(type(exc).__name__, str(exc))
         return
-    done = time.perf_counter()
+    done = now()
     if done <= end:
         rec.ok(intended, sent, done, size or 1)
 
@@ -215,12 +223,13 @@ async def _watched(
     """`_drive`, with the live view refreshed while it runs."""
     if live is None:
         return await _drive(target, pattern, duration_s, rec, max_in_flight)
-    start = time.perf_counter()
+    now = _clock()
+    start = now()
     total = 0.0 if isinstance(pattern, FixedCount) else duration_s
 
     async def tick() -> None:
         while True:
-            live.update(phase, rec, time.perf_counter() - start, total)
+            live.update(phase, rec, now() - start, total)
             await asyncio.sleep(0.5)
 
     ticker = asyncio.ensure_future(tick())
@@ -234,7 +243,8 @@ async def _watched(
 async def _drive(
     target: Target, pattern: Pattern, duration_s: float, rec: Recorder, max_in_flight: int
 ) -> float:
-    start = time.perf_counter()
+    now = _clock()
+    start = now()
     end = start + duration_s
     if isinstance(pattern, FixedCount):
         left = [pattern.requests]
@@ -242,19 +252,19 @@ async def _drive(
         async def counted() -> None:
             while left[0] > 0:
                 left[0] -= 1
-                await _one(target, rec, time.perf_counter(), float("inf"))
+                await _one(target, rec, now(), float("inf"))
 
         await asyncio.gather(*(counted() for _ in range(pattern.concurrency)))
-        return time.perf_counter() - start
+        return now() - start
     if isinstance(pattern, ClosedLoop | Ramp):
         clients = pattern.concurrency if isinstance(pattern, ClosedLoop) else pattern.clients
         spawn = 0.0 if isinstance(pattern, ClosedLoop) else 1.0 / pattern.per_second
 
         async def worker(i: int) -> None:
             if spawn:
-                await asyncio.sleep(max(0.0, start + i * spawn - time.perf_counter()))
-            while (now := time.perf_counter()) < end:
-                await _one(target, rec, now, end)
+                await asyncio.sleep(max(0.0, start + i * spawn - now()))
+            while (sent := now()) < end:
+                await _one(target, rec, sent, end)
 
         await asyncio.gather(*(worker(i) for i in range(clients)))
         return duration_s
@@ -268,13 +278,13 @@ async def _drive(
     sizes = pattern.sizes if isinstance(pattern, TraceReplay) and pattern.sizes else None
     for i, offset in enumerate(pattern.offsets(duration_s)):
         intended = start + offset
-        delay = intended - time.perf_counter()
+        delay = intended - now()
         if delay > 0:
             await asyncio.sleep(delay)
         task = asyncio.ensure_future(bounded(intended, sizes[i] if sizes else None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-    remaining = end - time.perf_counter()
+    remaining = end - now()
     if remaining > 0:
         await asyncio.sleep(remaining)
     for task in tasks:  # answers after the window do not count

@@ -24,14 +24,22 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 def default_backends() -> dict[str, Backend]:
+    """Every backend; a backend whose framework is not installed (an extra) fails the
+    models that need it, naming the `pip install` to run, and no other."""
     from conveyor.pipelines.ensemble import EnsembleBackend
     from conveyor.runtimes.onnx import OnnxBackend
+    from conveyor.runtimes.openvino import OpenVinoBackend
     from conveyor.runtimes.python.backend import PythonBackend
+    from conveyor.runtimes.tensorflow import TensorFlowBackend
+    from conveyor.runtimes.torch import TorchBackend
 
     python = PythonBackend()
     pipelines = EnsembleBackend(python)  # a pipeline's function steps are Python workers
     return {
         OnnxBackend.name: OnnxBackend(),
+        TorchBackend.name: TorchBackend(),
+        TensorFlowBackend.name: TensorFlowBackend(),
+        OpenVinoBackend.name: OpenVinoBackend(),
         PythonBackend.name: python,
         EnsembleBackend.name: pipelines,
         "pipeline": pipelines,

@@ -349,6 +349,22 @@ def parse_split(raw: Any) -> dict[int, float]:
     return out
 
 
+# Triton's platform names, and the backend serving each (the config may give either)
+PLATFORM_BACKENDS = {
+    "pytorch_libtorch": "pytorch",
+    "tensorflow_savedmodel": "tensorflow",
+    "openvino": "openvino",
+}
+BACKEND_PLATFORMS = {b: p for p, b in PLATFORM_BACKENDS.items()}
+# the file (or, for a SavedModel, directory) a version directory holds, as in Triton
+DEFAULT_MODEL_FILENAMES = {
+    "python": "model.py",
+    "pytorch": "model.pt",
+    "tensorflow": "model.savedmodel",
+    "openvino": "model.xml",
+}
+
+
 def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
     """Build a ModelConfig from a YAML/JSON/pbtxt dictionary with Triton's field names."""
     if not isinstance(raw, dict):
@@ -365,7 +381,9 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
     if backend in ("", "onnxruntime", "onnx") and platform in ("", "onnxruntime_onnx"):
         platform, backend = "onnxruntime_onnx", "onnxruntime"
     elif not backend:
-        backend = platform
+        backend = PLATFORM_BACKENDS.get(platform, platform)
+    elif not platform:
+        platform = BACKEND_PLATFORMS.get(backend, "")
     groups = []
     for g in _as_list(raw.get("instance_group")):
         kind = str(g.get("kind", "KIND_AUTO")).upper()
@@ -391,7 +409,7 @@ def parse_config(raw: dict[str, Any], default_name: str) -> ModelConfig:
         version_policy=_version_policy(raw.get("version_policy")),
         parameters=_parameters(raw.get("parameters")),
         default_model_filename=_model_filename(
-            raw.get("default_model_filename") or ("model.py" if backend == "python" else "")
+            raw.get("default_model_filename") or DEFAULT_MODEL_FILENAMES.get(backend, "")
         ),
         graph_optimization_level=_int(
             (optimization.get("graph") or {}).get("level", 0), "optimization.graph.level"

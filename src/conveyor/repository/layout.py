@@ -117,10 +117,28 @@ def read_config(source: ModelSource) -> ModelConfig:
         and not raw.get("platform")
         and not raw.get("default_model_filename")
         and source.versions
-        and (source.path / str(source.versions[-1]) / "model.py").is_file()
     ):
-        raw = {**raw, "backend": "python"}  # as Triton: a model.py makes a python model
+        # no config naming the runtime: the model file tells (a model.py makes a
+        # python model, as in Triton; model.onnx stays the default)
+        latest = source.path / str(source.versions[-1])
+        for filename, backend in _DETECTED:
+            if (latest / filename).exists() and (
+                backend == "python" or not (latest / "model.onnx").exists()
+            ):
+                raw = {**raw, "backend": backend}
+                if filename == "model.pt2":
+                    raw["default_model_filename"] = filename
+                break
     return parse_config(raw, source.name)
+
+
+_DETECTED = (
+    ("model.py", "python"),
+    ("model.pt", "pytorch"),
+    ("model.pt2", "pytorch"),
+    ("model.savedmodel", "tensorflow"),
+    ("model.xml", "openvino"),
+)
 
 
 Fingerprint = tuple[object, ...]

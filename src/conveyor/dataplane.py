@@ -97,6 +97,27 @@ class DataPlane:
             ],
         }
 
+    def model_signatures(self, name: str, version: str = "") -> tuple[str, dict[str, Any]]:
+        """The signature a model version serves and every signature its file has, with
+        their tensors (TF-Serving's metadata). A model without signatures (all but
+        TensorFlow's) has one, `serving_default`: its config's tensors."""
+        mv = self.repository.get(name, version)
+        runtimes = mv.scheduler.runtimes
+        found = getattr(runtimes[0], "signatures", None) if runtimes else None
+        if not found:
+            meta = self.model_metadata(name, version)
+            return "serving_default", {
+                "serving_default": {"inputs": meta["inputs"], "outputs": meta["outputs"]}
+            }
+
+        def tensors(specs: Any) -> list[dict[str, Any]]:
+            return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]
+
+        return str(runtimes[0].signature), {
+            sig: {"inputs": tensors(ins), "outputs": tensors(outs)}
+            for sig, (ins, outs) in found.items()
+        }
+
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
         return to_triton_json(self.repository.get(name, version).config)
 

@@ -1,9 +1,11 @@
 """The live view of a run (rich): phase, progress, current rate, latency so far, errors;
-refreshed twice a second on a terminal, absent otherwise (logs and CI get the summary)."""
+refreshed twice a second on a terminal, absent otherwise (logs and CI get the summary).
+
+It is drawn when the runner updates it (on the runner's clock, the event loop's), not by
+a timer thread of its own: what it shows, and when, follows the run."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
@@ -18,10 +20,10 @@ class LiveView:
         self.label = label
         self.console = console or Console(stderr=True)
         self._live: Live | None = None
-        self._last = (0.0, 0)
+        self._last: tuple[float, int] | None = None  # (elapsed, completed) at the last update
 
     def __enter__(self) -> LiveView:
-        self._live = Live(console=self.console, refresh_per_second=4, transient=True)
+        self._live = Live(console=self.console, auto_refresh=False, transient=True)
         self._live.__enter__()
         return self
 
@@ -31,10 +33,13 @@ class LiveView:
             self._live = None
 
     def update(self, phase: str, rec: Recorder, elapsed: float, total: float) -> None:
-        now = time.perf_counter()
-        t0, n0 = self._last
-        rate = (rec.completed - n0) / (now - t0) if t0 and now > t0 and rec.completed >= n0 else 0
-        self._last = (now, rec.completed)
+        """`elapsed`: seconds into the phase, on the runner's clock."""
+        rate = 0.0
+        if self._last is not None:
+            t0, n0 = self._last
+            if elapsed > t0 and rec.completed >= n0:
+                rate = (rec.completed - n0) / (elapsed - t0)
+        self._last = (elapsed, rec.completed)
         table = Table(title=f"conveyor bench · {self.label}", title_justify="left", box=None)
         for column in (
             "phase",
@@ -60,7 +65,7 @@ class LiveView:
             str(sum(rec.errors.values())),
         )
         if self._live is not None:
-            self._live.update(table)
+            self._live.update(table, refresh=True)
 
     def phase_done(self) -> None:
-        self._last = (0.0, 0)
+        self._last = None

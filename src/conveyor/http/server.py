@@ -8,12 +8,16 @@ request bodies, `Expect: 100-continue`, a request-size limit (413), timeouts for
 stalled bodies (408) and idle connections, and graceful shutdown.
 
 The application is one coroutine function `app(HttpRequest) -> HttpResponse`.
+
+Every time here (idle and read timeouts, the shutdown deadline) is the event loop's clock
+(`loop.time()`), so that a test can run the server on a loop whose clock it drives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -86,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.app = server.app
         self.transport: asyncio.Transport | None = None
+        self.clock = server.clock
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
         self.headers: dict[str, str] = {}
@@ -97,7 +102,7 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[tuple[HttpRequest, bool]] = deque()
         self.busy = False
         self.keep_alive = True
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
         self.paused = False
         self.deferred_reject: tuple[int, str] | None = None
         self.task: asyncio.Task[None] | None = None  # answering the requests in turn
@@ -117,7 +122,7 @@ class _Connection(asyncio.Protocol):
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
         if self.discarding:
             return
         try:
@@ -234,7 +239,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(head + bytes(response.body[0]))
         else:
             self.transport.writelines([head, *response.body])
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
 
     async def _write_stream(self, response: HttpResponse, keep_alive: bool) -> bool:
         """Chunked: each piece goes out as it comes. False if the client went away."""
@@ -251,7 +256,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is None:
             return False
         self.transport.write(b"0\r\n\r\n")
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
         return True
 
     def _reject(self, status: int, message: str) -> None:
@@ -291,9 +296,11 @@ class HttpServer:
         read_timeout_s: float = 30.0,
         keepalive_timeout_s: float = 60.0,
         unix_path: str | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.app = app
         self.unix_path = unix_path  # listen on this Unix socket instead of host:port
+        self.sock = sock  # or on this bound TCP socket (closed at shutdown)
         self.host = host
         self.port = port
         self.max_request_bytes = max_request_bytes
@@ -301,12 +308,19 @@ class HttpServer:
         self.keepalive_timeout_s = keepalive_timeout_s
         self.connections: set[_Connection] = set()
         self.draining = False
+        self.clock: Callable[[], float] = time.monotonic  # the loop's, once started
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.unix_path is not None:
+        self.clock = loop.time
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), sock=self.sock, backlog=1024
+            )
+            self.port = self.sock.getsockname()[1]
+        elif self.unix_path is not None:
             self._server = await loop.create_unix_server(
                 lambda: _Connection(self), self.unix_path, backlog=1024
             )
@@ -320,7 +334,7 @@ class HttpServer:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            now = time.monotonic()
+            now = self.clock()
             for conn in list(self.connections):
                 conn.check_timeouts(now)
 
@@ -329,9 +343,9 @@ class HttpServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock() + timeout_s
         # in flight = being answered, or partly received (its client is still sending)
-        while any(c.busy or c.in_message for c in self.connections) and time.monotonic() < deadline:
+        while any(c.busy or c.in_message for c in self.connections) and self.clock() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             if conn.transport is not None:

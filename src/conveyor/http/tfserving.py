@@ -1,7 +1,7 @@
 """TensorFlow Serving's REST API on the same HTTP port, over the same data plane.
 
 - GET  /v1/models/{m}[/versions/{v}]            version status
-- GET  /v1/models/{m}[/versions/{v}]/metadata   signature (serving_default)
+- GET  /v1/models/{m}[/versions/{v}]/metadata   signatures (a SavedModel's own)
 - POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict   row or columnar format
 """
 
@@ -63,7 +63,7 @@ class TfServingApp:
         }
 
     def _metadata(self, name: str, version: str) -> dict[str, Any]:
-        meta = self.dataplane.model_metadata(name, version)
+        _, signatures = self.dataplane.model_signatures(name, version)
 
         def tensors(items: list[dict[str, Any]]) -> dict[str, Any]:
             return {
@@ -87,11 +87,12 @@ class TfServingApp:
             "metadata": {
                 "signature_def": {
                     "signature_def": {
-                        "serving_default": {
-                            "inputs": tensors(meta["inputs"]),
-                            "outputs": tensors(meta["outputs"]),
+                        sig: {
+                            "inputs": tensors(tensor_lists["inputs"]),
+                            "outputs": tensors(tensor_lists["outputs"]),
                             "method_name": "tensorflow/serving/predict",
                         }
+                        for sig, tensor_lists in signatures.items()
                     }
                 }
             },
@@ -103,6 +104,16 @@ class TfServingApp:
         except orjson.JSONDecodeError as exc:
             raise InvalidRequestError(f"malformed JSON in request body: {exc}") from None
         meta = self.dataplane.model_metadata(name, version)
+        wanted = doc.get("signature_name") if isinstance(doc, dict) else None
+        if wanted:
+            served, signatures = self.dataplane.model_signatures(name, version)
+            if wanted != served:
+                others = ", ".join(repr(s) for s in sorted(signatures))
+                raise InvalidRequestError(
+                    f"model '{name}' serves signature '{served}', not '{wanted}' (its "
+                    f"signatures: {others}); a model whose config sets parameters "
+                    f"TF_SIGNATURE_DEF: {wanted} serves that one"
+                )
         inputs = [tfserving.TensorInfo(t["name"], t["datatype"]) for t in meta["inputs"]]
         infer_request, row_format = tfserving.decode_predict(doc, name, version, inputs)
         response = await self.dataplane.infer(infer_request)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,9 @@ class TorchBackend(Backend):
                 "and OUTPUT__0 (or export the model with torch.export as model.pt2)"
             )
         try:
-            module = torch.jit.load(str(path), map_location=device)
+            with warnings.catch_warnings():  # torch 2.13 calls TorchScript deprecated
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=device)
         except Exception as exc:
             raise ConfigError(f"{path.name} is not a TorchScript model: {exc}") from None
         module.eval()
@@ -285,7 +288,9 @@ class TorchBackend(Backend):
         self, torch: Any, config: ModelConfig, path: Path, device: str
     ) -> tuple[Any, list[TensorSpec], list[TensorSpec], list[int], list[int]]:
         try:
-            program = torch.export.load(str(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                program = torch.export.load(str(path))
         except Exception as exc:
             raise ConfigError(f"{path.name} is not a torch.export program: {exc}") from None
         nodes = {n.name: n for n in program.graph.nodes}

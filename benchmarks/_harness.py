@@ -84,7 +84,9 @@ def wrk(
     connections: int,
     seconds: float,
     threads: int = 1,
+    timeout_s: float = 2.0,
 ) -> WrkResult:
+    """`timeout_s`: wrk counts a slower answer as a socket error, not in its figures."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,8 @@ def wrk(
             "-d",
             f"{max(1, round(seconds))}s",
             "--latency",
+            "--timeout",
+            f"{timeout_s:g}s",
             "-s",
             str(lua),
             url,

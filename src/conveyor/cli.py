@@ -35,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "serve",
         help="serve a model repository over KServe V2 REST and gRPC",
-        description="Serve a Triton-style model repository (REPO/<model>/<version>/model.onnx "
-        "plus config.yaml or config.pbtxt) over the KServe V2 protocol, REST and gRPC.",
+        description="Serve a Triton-style model repository (REPO/<model>/<version>/ holding "
+        "model.onnx, model.pt, model.pt2, model.savedmodel/, model.xml or model.py, plus an "
+        "optional config.yaml or config.pbtxt) over the KServe V2 protocol, REST and gRPC, "
+        "and TF Serving's REST API.",
     )
     s.add_argument("repository", type=Path, help="model repository directory")
     s.add_argument(

@@ -12,8 +12,9 @@ left out.
 
 Threads (Triton's parameter names, or the lowercase ones the ONNX backend takes):
 `INTRA_OP_THREAD_COUNT` is set in each instance's own thread before its first batch
-(OpenMP's thread count belongs to the calling thread), default: the cores shared out
-between the instances, as for ONNX Runtime. `INTER_OP_THREAD_COUNT` sizes torch's one
+(OpenMP takes its count per calling thread; torch's record of it is process-wide, so
+torch models asking for different counts in one process may not each get theirs),
+default: the cores shared out between the instances, as for ONNX Runtime. `INTER_OP_THREAD_COUNT` sizes torch's one
 inter-op pool of the process (used by TorchScript's `fork`): it can be set once, before
 any model runs, so the first model that asks sets it for all.
 

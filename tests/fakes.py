@@ -1,4 +1,4 @@
-"""An in-memory backend for unit tests: y = x * 2, with a controllable delay and failure."""
+"""An in-memory backend for unit tests: y = x * 2, with gates the test opens, and failure."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from conveyor.runtimes.base import Backend, BatchItem, RequestRuntime, Runtime, 
 
 
 class FakeRuntime(Runtime):
-    """Doubles `x`. A batch containing the value `poison` fails (to test isolation)."""
+    """Doubles `x`. A batch containing the value `poison` fails (to test isolation); one
+    containing `held` waits for `hold` to be set (to keep that batch alone executing)."""
 
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
@@ -29,17 +30,31 @@ class FakeRuntime(Runtime):
         return [TensorSpec("y", "FP32", self.backend.shape)]
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        backend = self.backend
         x = inputs["x"]
-        with self.backend.lock:
-            self.backend.batches.append(x.shape[0] if x.ndim else 1)
-        self.backend.gate.wait(10)
-        if self.backend.delay_s:
-            time.sleep(self.backend.delay_s)
-        if np.any(x == self.backend.slow):
-            time.sleep(0.2)
-        if np.any(x == self.backend.poison):
-            raise RuntimeError("poisoned input")
-        return {"y": x * 2}
+        with backend.lock:
+            backend.batches.append(x.shape[0] if x.ndim else 1)
+            backend.running += 1
+            backend.peak = max(backend.peak, backend.running)
+        try:
+            _wait(backend.gate)
+            if backend.delay_s:
+                time.sleep(backend.delay_s)
+            if np.any(x == backend.held):
+                _wait(backend.hold)
+            if np.any(x == backend.poison):
+                raise RuntimeError("poisoned input")
+            return {"y": x * 2}
+        finally:
+            with backend.lock:
+                backend.running -= 1
+
+
+def _wait(gate: threading.Event) -> None:
+    """Block until the test opens `gate`; a gate never opened fails the batch (the
+    deadline only bounds a hang: nothing goes on as if it had been opened)."""
+    if not gate.wait(60):
+        raise RuntimeError("the test never opened the gate")
 
 
 class FakeBackend(Backend):
@@ -49,11 +64,15 @@ class FakeBackend(Backend):
         self.shape = shape
         self.delay_s = delay_s
         self.poison = -999.0  # a batch holding this value fails
-        self.slow = -555.0  # a batch holding this value takes 0.2 s
-        self.batches: list[int] = []
+        self.held = -555.0  # a batch holding this value waits for `hold`
+        self.batches: list[int] = []  # rows of each batch, as its execution starts
+        self.running = 0  # batches executing now
+        self.peak = 0  # the most batches that executed at once
         self.lock = threading.Lock()
         self.gate = threading.Event()  # cleared: instances block until set
         self.gate.set()
+        self.hold = threading.Event()  # cleared: a batch holding `held` blocks until set
+        self.hold.set()
 
     def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
         return version_dir

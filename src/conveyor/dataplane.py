@@ -113,7 +113,7 @@ class DataPlane:
         def tensors(specs: Any) -> list[dict[str, Any]]:
             return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]
 
-        return str(runtimes[0].signature), {
+        return str(getattr(runtimes[0], "signature", "serving_default")), {
             sig: {"inputs": tensors(ins), "outputs": tensors(outs)}
             for sig, (ins, outs) in found.items()
         }

@@ -1,9 +1,12 @@
 """The scheduler on a real event loop with the fake runtime: splitting, isolation,
-growth while busy, timeouts, cancellation."""
+growth while busy, timeouts, cancellation. Driven by the backend's gates and by waiting
+for the state each step needs (a batch executing, requests queued), never by timing."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -34,15 +37,24 @@ def rows(n: int, value: float) -> np.ndarray:
     return np.full((n, 4), value, np.float32)
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Let the loop and the instance threads run until `condition()` holds; the deadline
+    only bounds a hang."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {timeout_s:g} s"
+        await asyncio.sleep(0.001)
+
+
 async def test_batch_grows_while_the_instance_is_busy_and_splits_back_exactly() -> None:
     backend = FakeBackend()
     s = make(backend)
     s.start(asyncio.get_running_loop())
     backend.gate.clear()
     first = asyncio.ensure_future(submit(s, rows(1, 1)))
-    await asyncio.sleep(0.05)  # the first batch is executing (blocked on the gate)
+    await until(lambda: backend.batches == [1])  # executing, blocked on the gate
     rest = [asyncio.ensure_future(submit(s, rows(n, float(n)))) for n in (1, 2, 3)]
-    await asyncio.sleep(0.05)
+    await until(lambda: len(s.queue) == 3)  # waiting behind it
     backend.gate.set()
     out = await asyncio.gather(first, *rest)
     assert backend.batches == [1, 6]
@@ -57,11 +69,11 @@ async def test_a_bad_request_fails_alone_and_its_batch_mates_succeed() -> None:
     s.start(asyncio.get_running_loop())
     backend.gate.clear()
     blocker = asyncio.ensure_future(submit(s, rows(1, 0)))
-    await asyncio.sleep(0.05)
+    await until(lambda: backend.batches == [1])
     good1 = asyncio.ensure_future(submit(s, rows(1, 1)))
     bad = asyncio.ensure_future(submit(s, rows(1, backend.poison)))
     good2 = asyncio.ensure_future(submit(s, rows(2, 3)))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(s.queue) == 3)  # the three go as one batch
     backend.gate.set()
     await blocker
     np.testing.assert_array_equal((await good1)["y"], rows(1, 2))
@@ -77,7 +89,7 @@ async def test_queued_request_times_out_with_a_clear_error() -> None:
     s.start(asyncio.get_running_loop())
     backend.gate.clear()
     blocker = asyncio.ensure_future(submit(s, rows(1, 0)))
-    await asyncio.sleep(0.02)
+    await until(lambda: backend.batches == [1])  # the instance is busy until the gate opens
     with pytest.raises(RequestTimeoutError, match=r"timed out after \d+ µs"):
         await submit(s, rows(1, 1), timeout_us=20_000)
     backend.gate.set()
@@ -91,11 +103,12 @@ async def test_cancelled_request_leaves_the_queue() -> None:
     s.start(asyncio.get_running_loop())
     backend.gate.clear()
     blocker = asyncio.ensure_future(submit(s, rows(1, 0)))
-    await asyncio.sleep(0.02)
+    await until(lambda: backend.batches == [1])
     gone = asyncio.ensure_future(submit(s, rows(1, 1)))
-    await asyncio.sleep(0.02)
+    await until(lambda: len(s.queue) == 1)
     gone.cancel()
-    await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await gone
     assert len(s.queue) == 0
     backend.gate.set()
     await blocker
@@ -104,13 +117,20 @@ async def test_cancelled_request_leaves_the_queue() -> None:
 
 
 async def test_two_instances_run_batches_concurrently() -> None:
-    backend = FakeBackend(delay_s=0.1)
+    backend = FakeBackend()
     s = make(backend, instances=2)
     s.start(asyncio.get_running_loop())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    await asyncio.gather(submit(s, rows(1, 1)), submit(s, rows(1, 2)))
-    assert loop.time() - start < 0.19  # two 0.1 s batches side by side, not in series
+    backend.gate.clear()
+    first = asyncio.ensure_future(submit(s, rows(1, 1)))
+    await until(lambda: backend.running == 1)
+    # the second goes to the idle instance while the first is still executing: both at
+    # once, side by side (in series, the second would wait for the gate behind the first)
+    second = asyncio.ensure_future(submit(s, rows(1, 2)))
+    await until(lambda: backend.running == 2)
+    backend.gate.set()
+    out = await asyncio.gather(first, second)
+    assert backend.batches == [1, 1] and backend.peak == 2
+    np.testing.assert_array_equal(out[1]["y"], rows(1, 4))
     s.close()
 
 
@@ -138,6 +158,7 @@ async def test_output_rows_must_match_the_batch() -> None:
 @pytest.mark.parametrize("preserve", [False, True])
 async def test_preserve_ordering(preserve: bool) -> None:
     backend = FakeBackend()
+    backend.hold.clear()  # the first request executes until the test lets it finish
     s = make(backend, instances=2, preserve_ordering=preserve)
     s.start(asyncio.get_running_loop())
     finished: list[str] = []
@@ -146,8 +167,18 @@ async def test_preserve_ordering(preserve: bool) -> None:
         await submit(s, rows(1, value))
         finished.append(name)
 
-    slow = asyncio.ensure_future(call("slow", backend.slow))
-    await asyncio.sleep(0.01)  # the slow one is executing on one instance
-    await asyncio.gather(slow, call("fast", 1.0))
+    slow = asyncio.ensure_future(call("slow", backend.held))
+    await until(lambda: backend.running == 1)  # the slow one is executing on one instance
+    fast = asyncio.ensure_future(call("fast", 1.0))
+    # the fast one executed on the other instance, and the scheduler has its outcome
+    await until(lambda: len(backend.batches) == 2 and s.in_flight == 1)
+    if preserve:
+        for _ in range(10):  # time for an answer to reach its caller, were it released
+            await asyncio.sleep(0)
+        assert finished == []  # held back until the earlier one is answered
+    else:
+        await until(lambda: finished == ["fast"])  # answered while the slow one executes
+    backend.hold.set()
+    await asyncio.gather(slow, fast)
     assert finished == (["slow", "fast"] if preserve else ["fast", "slow"])
     s.close()

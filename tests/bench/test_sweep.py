@@ -1,19 +1,28 @@
 """Sweeps and the SLO search: value parsing, the SLO rule, bisection, and a search
-against a real server whose latency grows with load (one request at a time, 20 ms)."""
+against a real server whose latency grows with load (one request at a time, 20 ms).
+
+The `conveyor bench` runs go through the CLI, but each on a loop whose clock the test
+drives (`tests/virtual_time.py`), with the server on that same loop: latencies are the
+server's 20 ms steps exactly, whatever the machine's load."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import socket
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
+from conveyor.bench import cli as bench_cli
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.cli import main
-from conveyor.http.server import HttpRequest, HttpResponse
-from tests.bench.servers import serving_in_thread
+from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+from tests.virtual_time import run_virtual
+
+T = TypeVar("T")
 
 
 def test_values_lists_and_ranges() -> None:
@@ -68,22 +77,38 @@ def test_bisection_finds_the_edge() -> None:
 
 
 class Serial:
-    """One request at a time, 20 ms each: with N clients, latency is about N x 20 ms."""
+    """One request at a time, 20 ms each: with N clients, latency is N x 20 ms."""
 
     def __init__(self) -> None:
-        self.lock: asyncio.Lock | None = None
+        self.lock = asyncio.Lock()
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        self.lock = self.lock or asyncio.Lock()
         async with self.lock:
             await asyncio.sleep(0.020)
         return HttpResponse(200, [b"{}"])
 
 
 @pytest.fixture
-def serial_url() -> Iterator[str]:
-    with serving_in_thread(Serial()) as url:  # type: ignore[arg-type]
-        yield f"{url}/infer"
+def serial_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The URL of a `Serial` server that runs on the loop of each measurement the CLI
+    makes, a loop whose clock the test drives. One listening socket for the whole test,
+    so the URL stays the same from one measurement (one loop) to the next."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+        async def with_server() -> T:
+            server = HttpServer(Serial(), "127.0.0.1", 0, 1 << 20, sock=listener.dup())
+            await server.start()
+            try:
+                return await coro
+            finally:
+                await server.shutdown(1.0)
+
+        return run_virtual(with_server())
+
+    monkeypatch.setattr(bench_cli, "_run_loop", run_loop)
+    with listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/infer"
 
 
 def test_search_finds_the_highest_concurrency_under_the_slo(
@@ -94,7 +119,7 @@ def test_search_finds_the_highest_concurrency_under_the_slo(
     argv += ["--slo", "p50<=70", "--duration", "1", "--warmup", "0.2", "--output", str(out)]
     assert main(argv) == 0
     doc = json.loads(out.read_text())
-    assert doc["search"]["best"] == 3  # 3 clients ~60 ms; 4 clients ~80 ms
+    assert doc["search"]["best"] == 3  # 3 clients 60 ms; 4 clients 80 ms
     assert doc["schema"] == "conveyor.bench/1" and doc["environment"]["cpu_count"]
     passed = {p["concurrency"]: p["slo_pass"] for p in doc["steps"]}
     assert passed[1] and not passed[8]

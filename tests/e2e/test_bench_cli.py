@@ -1,4 +1,6 @@
-"""`conveyor bench` against a running `conveyor serve`, as a user would run it."""
+"""`conveyor bench` against a running `conveyor serve`, as a user would run it. What a
+run achieves in its seconds depends on the machine; the tests check what it reports
+against itself and against what the server counted, not how much it got done."""
 
 from __future__ import annotations
 
@@ -9,9 +11,28 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.bench.results import merge_histograms
 from tests.e2e.utils import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
+
+
+def successes(server: ServerProcess, model: str) -> int:
+    """Requests the server answered for `model` (its statistics API)."""
+    status, _, body = server.request("GET", f"/v2/models/{model}/stats")
+    assert status == 200
+    return sum(
+        int(m["inference_stats"]["success"]["count"]) for m in json.loads(body)["model_stats"]
+    )
+
+
+def check_counts(result: dict[str, object]) -> None:
+    """The run completed requests, and its figures agree with each other."""
+    completed = result["completed"]
+    assert isinstance(completed, int) and completed > 0
+    latency = merge_histograms([result["histograms"]["latency_us"]])  # type: ignore[index]
+    assert latency.get_total_count() == completed
+    assert result["throughput_rps"] == pytest.approx(completed / result["duration_s"])  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
@@ -24,6 +45,7 @@ pytestmark = pytest.mark.e2e
 )
 def test_bench_v2_model(server: ServerProcess, tmp_path: Path, mode: list[str]) -> None:
     out = tmp_path / "result.json"
+    before = successes(server, "simple")
     proc = subprocess.run(
         [
             sys.executable,
@@ -51,8 +73,10 @@ def test_bench_v2_model(server: ServerProcess, tmp_path: Path, mode: list[str]) 
     assert "latency ms: p50" in proc.stdout
     result = json.loads(out.read_text())
     assert result["schema"] == "conveyor.bench/1" and result["errors"] == {}
-    assert result["completed"] > 20 and result["latency_ms"]["p99"] > 0
-    assert result["target"] == "v2:simple"
+    check_counts(result)
+    assert result["latency_ms"]["p99"] > 0 and result["target"] == "v2:simple"
+    # the server answered every request the run counted (and its warm-up's)
+    assert successes(server, "simple") - before >= result["completed"]
 
 
 @pytest.mark.parametrize("protocol", ["v2-grpc", "tfserving", "v2-json"])
@@ -177,7 +201,8 @@ def test_several_generator_processes_merge(server: ServerProcess, tmp_path: Path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert result["workers"] == 2 and result["pattern"]["concurrency"] == 4
-    assert result["completed"] > 20 and result["errors"] == {}
+    assert result["errors"] == {}
+    check_counts(result)  # the workers' histograms, merged, hold every completed request
     assert result["latency_ms"]["p50"] > 0
 
 
@@ -230,11 +255,12 @@ def test_trace_with_sizes_sends_each_request_its_rows(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     trace = tmp_path / "trace.txt"
-    trace.write_text("".join(f"{i * 0.02:.2f} {1 + i % 3}\n" for i in range(30)))  # 1,2,3,...
+    trace.write_text("".join(f"{i * 0.01:.2f} {1 + i % 3}\n" for i in range(30)))  # 1,2,3,...
     out = tmp_path / "trace.json"
     status, _, before = server.request("GET", "/v2/models/simple/stats")
     assert status == 200
-    options = ["--trace", str(trace), "--duration", "2", "--warmup", "0", "--output", str(out)]
+    # sent within 0.3 s; the window leaves any machine ample time to answer them all
+    options = ["--trace", str(trace), "--duration", "5", "--warmup", "0", "--output", str(out)]
     proc = subprocess.run(
         [*BENCH, f"http://{server.url}", "--model", "simple", *options],
         capture_output=True,

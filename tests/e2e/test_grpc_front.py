@@ -33,7 +33,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_for(condition: object, timeout_s: float = 15.0) -> bool:
+def wait_for(condition: object, timeout_s: float = 60.0) -> bool:
+    """Poll until `condition()` holds; the deadline only bounds a hang (a process to start
+    or to notice its parent is gone, on a loaded machine)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
@@ -94,13 +96,13 @@ def test_the_front_exits_with_its_server(server: ServerProcess) -> None:
     assert server.proc is not None
     server.proc.kill()  # no graceful stop: the front must notice by itself
     server.proc.wait()
-    assert wait_for(lambda: gone(pid), 10.0), f"front process {pid} outlived its server"
+    assert wait_for(lambda: gone(pid)), f"front process {pid} outlived its server"
 
 
 def test_a_graceful_stop_ends_the_front(server: ServerProcess) -> None:
     pid = front_pid(server)
     assert server.stop() == 0
-    assert wait_for(lambda: gone(pid), 5.0)
+    assert wait_for(lambda: gone(pid))
 
 
 def test_malformed_message_is_invalid_argument(server: ServerProcess) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.bench.results import merge_histograms
 from tests.e2e.utils import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -46,8 +47,11 @@ def test_locust_alone_writes_conveyor_json(server: ServerProcess, tmp_path: Path
     assert proc.returncode == 0, log
     result = json.loads(out.read_text())
     assert result["schema"] == "conveyor.bench/1" and result["target"] == "locust:linear"
-    assert result["completed"] > 50 and result["errors"] == {}
-    assert result["latency_ms"]["p99"] > 0 and result["histograms"]["latency_us"]
+    assert result["completed"] > 0 and result["errors"] == {}
+    assert result["latency_ms"]["p99"] > 0
+    # every request Locust completed is in the histogram (how many is the machine's speed)
+    latency = merge_histograms([result["histograms"]["latency_us"]])
+    assert latency.get_total_count() == result["completed"]
 
 
 def test_locust_master_merges_its_workers(server: ServerProcess, tmp_path: Path) -> None:
@@ -88,7 +92,7 @@ def test_locust_master_merges_its_workers(server: ServerProcess, tmp_path: Path)
     assert master.returncode == 0, log
     result = json.loads(out.read_text())
     assert result["pattern"]["distributed"] and result["pattern"]["workers"] == 1
-    assert result["target"] == "locust:linear" and result["completed"] > 50
+    assert result["target"] == "locust:linear" and result["completed"] > 0
     # Locust's own final count of the infer requests (the last column of its closing
     # percentile table) agrees with the merged histogram's
     rows = [line for line in log.splitlines() if "infer linear" in line]

@@ -12,6 +12,9 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -60,6 +63,14 @@ def mode(m: int) -> dict[str, object]:
     return {"inputs": [{"name": "MODE", "shape": [1, 1], "datatype": "INT32", "data": [m]}]}
 
 
+def wait_for(condition: Callable[[], object], timeout_s: float = 60.0) -> None:
+    """Poll until `condition()` holds; the deadline only bounds a hang."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {timeout_s:g} s"
+        time.sleep(0.02)
+
+
 def wait_ready(server: ServerProcess, model: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -80,8 +91,16 @@ def workers(server: ServerProcess, model: str = "") -> list[psutil.Process]:
     return found
 
 
-def shm_entries() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+def mappings(procs: list[psutil.Process]) -> list[str]:
+    """The shared files the processes map (a /dev/shm name would outlive a SIGKILL; the
+    arena is a memfd, which dies with its last process). Read from our own processes'
+    maps, not from /dev/shm, which other programs on the machine also use."""
+    found = []
+    for p in procs:
+        with open(f"/proc/{p.pid}/maps") as maps:
+            paths = [line.split(maxsplit=5)[-1].strip() for line in maps]
+            found += [path for path in paths if "/dev/shm/" in path or "memfd:" in path]
+    return found
 
 
 @pytest.fixture
@@ -134,8 +153,7 @@ def test_kill_9_under_load_fails_only_in_flight_requests(repo: Path, tmp_path: P
         for t in threads:
             t.start()
         started.wait()
-        while len(results) < 10:  # under load
-            time.sleep(0.01)
+        wait_for(lambda: len(results) >= 10)  # under load
         victim = workers(server, "slow")[0]
         victim.send_signal(signal.SIGKILL)
         for t in threads:
@@ -154,14 +172,15 @@ def test_kill_9_under_load_fails_only_in_flight_requests(repo: Path, tmp_path: P
 
 
 def test_no_segment_left_after_stop_or_sigkill(repo: Path, tmp_path: Path) -> None:
-    before = shm_entries()
     server = ServerProcess(repo, log_dir=tmp_path).start()
     try:
         procs = workers(server)
         assert len(procs) == 3  # faulty: 1 instance, slow: 2
+        assert server.proc is not None
+        mapped = mappings([psutil.Process(server.proc.pid), *procs])
+        assert mapped and all(m.startswith("/memfd:conveyor-") for m in mapped), mapped
     finally:
         assert server.stop() == 0
-    assert shm_entries() == before
     _, alive = psutil.wait_procs(procs, timeout=30)
     assert not alive, alive
 
@@ -175,7 +194,6 @@ def test_no_segment_left_after_stop_or_sigkill(repo: Path, tmp_path: Path) -> No
         server.proc.wait()
     _, alive = psutil.wait_procs(procs, timeout=30)
     assert not alive, alive  # each worker exits when its socket to the server closes
-    assert shm_entries() == before
     server = ServerProcess(repo, log_dir=tmp_path).start()  # and it starts again
     try:
         assert infer(server, "faulty", mode(0))[0] == 200
@@ -272,16 +290,21 @@ def test_reloading_a_python_model_switches_to_the_new_code(tmp_path: Path) -> No
 
 
 SLEEPER = """
+import os
 import time
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
     def execute(self, requests):
+        here = pb_utils.get_model_dir()
         out = []
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy()
-            time.sleep(float(x[0]))
+            name = f"{float(x[0]):g}"
+            open(os.path.join(here, "started-" + name), "w").close()
+            while not os.path.exists(os.path.join(here, "go-" + name)):  # the test's cue
+                time.sleep(0.005)
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x.copy())]))
         return out
 """
@@ -304,6 +327,7 @@ class TritonPythonModel:
 """
 
 DRIP = """
+import os
 import threading
 import time
 import triton_python_backend_utils as pb_utils
@@ -311,16 +335,19 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def execute(self, requests):
+        here = pb_utils.get_model_dir()
         for r in requests:
             x = pb_utils.get_input_tensor_by_name(r, "X").as_numpy().copy()
             sender = r.get_response_sender()
 
             def answer(sender=sender, x=x):
-                time.sleep(float(x[0]))
+                while not os.path.exists(os.path.join(here, "answer")):  # the test's cue
+                    time.sleep(0.005)
                 sender.send(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x)]),
                             flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
             threading.Thread(target=answer, daemon=True).start()
+        open(os.path.join(here, "executed"), "w").close()
         return None
 """
 
@@ -357,37 +384,64 @@ def x_body(value: float) -> dict[str, object]:
 @pytest.mark.slow
 def test_a_bls_answer_never_reaches_the_worker_that_replaced_its_caller(tmp_path: Path) -> None:
     """A's worker is killed while its BLS call runs; B, on the new worker, is BLS call 1
-    again: A's late answer must not become B's."""
+    again: A's late answer, which comes while B's call is pending, must not become B's.
+    The sleeper answers each call when the test says so (a file per input value)."""
     repo = tmp_path / "repo"
     python_model(repo, "sleeper", SLEEPER, "instance_group: [{count: 2}]\n")
-    python_model(repo, "caller", CALLER, "parameters: {execute_timeout_secs: '4'}\n")
+    python_model(repo, "caller", CALLER)
+    sleeper = repo / "sleeper" / "1"
     server = ServerProcess(repo, log_dir=tmp_path).start()
     try:
-        status, body = infer(server, "caller", x_body(6.0))  # killed at 4 s; its call ends at 6
-        assert status == 503 and "did not finish executing within 4 s" in body["error"], body
-        wait_ready(server, "caller")
-        status, body = infer(server, "caller", x_body(3.0))  # pending when A's answer comes
-        assert status == 200 and body["outputs"][0]["data"] == [3.0], body
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(infer, server, "caller", x_body(1.0))
+            wait_for((sleeper / "started-1").exists)  # A's BLS call is executing
+            workers(server, "caller")[0].send_signal(signal.SIGKILL)
+            status, body = a.result(60)
+            assert status == 503 and "killed by SIGKILL" in body["error"], body
+            wait_ready(server, "caller")
+            b = pool.submit(infer, server, "caller", x_body(2.0))
+            wait_for((sleeper / "started-2").exists)  # B's BLS call (call 1 again) pending
+            (sleeper / "go-1").touch()  # A's late answer comes now
+            # once the server has it, A's sleeper request is over: only B's executes
+            wait_for(lambda: instances_busy(server, "sleeper") == 1)
+            assert not b.done()
+            (sleeper / "go-2").touch()
+            status, body = b.result(60)
+        assert status == 200 and body["outputs"][0]["data"] == [2.0], body
     finally:
         assert server.stop() == 0, server.log()
+
+
+def instances_busy(server: ServerProcess, model: str) -> float:
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("conveyor_instances_busy{") and f'model="{model}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no conveyor_instances_busy for {model}")
 
 
 def test_unloading_waits_for_a_decoupled_request_still_answering(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     python_model(repo, "drip", DRIP, "model_transaction_policy: {decoupled: true}\n")
+    drip = repo / "drip" / "1"
     server = ServerProcess(
         repo, "--model-control-mode", "explicit", "--load-model", "drip", log_dir=tmp_path
     ).start()
-    outcome: list[tuple[int, dict]] = []
     try:
-        caller = threading.Thread(target=lambda: outcome.append(infer(server, "drip", x_body(1.5))))
-        caller.start()
-        time.sleep(0.3)  # its execute has returned; its answer comes from a thread at 1.5 s
-        status, _, data = server.request("POST", "/v2/repository/models/drip/unload", b"{}")
-        assert status == 200, data
-        caller.join(30)
-        assert outcome and outcome[0][0] == 200, outcome  # drained, not cut off
-        assert outcome[0][1]["outputs"][0]["data"] == [1.5]
+        with ThreadPoolExecutor(2) as pool:
+            caller = pool.submit(infer, server, "drip", x_body(1.5))
+            wait_for((drip / "executed").exists)  # its execute has returned; no answer yet
+            unload = pool.submit(server.request, "POST", "/v2/repository/models/drip/unload", b"{}")
+            # unloading has begun (the model takes no new requests) and waits for it
+            wait_for(lambda: server.request("GET", "/v2/models/drip/ready")[0] != 200)
+            assert not caller.done() and not unload.done()
+            (drip / "answer").touch()  # its answer comes only now
+            status, body = caller.result(60)
+            assert status == 200, body  # drained, not cut off
+            assert body["outputs"][0]["data"] == [1.5]
+            status, _, data = unload.result(60)
+            assert status == 200, data
     finally:
         assert server.stop() == 0, server.log()
 
@@ -399,9 +453,9 @@ def test_requests_waiting_for_a_restart_that_fails_get_the_reason(tmp_path: Path
     try:
         status, body = infer(server, "crashy", x_body(1.0))  # the worker exits; its restart fails
         assert status == 503 and "exited with code 3" in body["error"], body
-        start = time.monotonic()
-        status, body = infer(server, "crashy", x_body(1.0))  # waits for the restart, then fails
+        # waits for the restart under way, then fails with its reason (not the client's
+        # 30 s timeout: a hang would raise here)
+        status, body = infer(server, "crashy", x_body(1.0))
         assert status == 503 and "the second initialize fails" in body["error"], body
-        assert time.monotonic() - start < 20
     finally:
         assert server.stop() == 0, server.log()

@@ -1,4 +1,6 @@
-"""Bidirectional streams: concurrent answers, sent as they complete; closing cancels."""
+"""Bidirectional streams: concurrent answers, sent as they complete; closing cancels.
+The tests that wait run on a loop whose clock the test drives (`tests/virtual_time.py`):
+the answers' delays order them exactly, whatever the machine's load."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from conveyor.grpc.streams import as_completed
+from tests.virtual_time import virtual
 
 
 async def requests(*items: float) -> AsyncIterator[float]:
@@ -13,6 +16,7 @@ async def requests(*items: float) -> AsyncIterator[float]:
         yield item
 
 
+@virtual
 async def test_answers_come_as_they_complete() -> None:
     async def answer(delay: float) -> AsyncIterator[float]:
         await asyncio.sleep(delay)
@@ -42,6 +46,7 @@ async def test_an_answer_that_raises_ends_the_stream_instead_of_hanging() -> Non
     assert got == []
 
 
+@virtual
 async def test_closing_the_stream_cancels_pending_answers() -> None:
     cancelled = asyncio.Event()
 

@@ -1,5 +1,9 @@
 """The HTTP/1.1 layer over raw sockets: keep-alive, pipelining, 100-continue, chunked
-bodies, size limits, malformed and stalled requests, graceful shutdown."""
+bodies, size limits, malformed and stalled requests, graceful shutdown.
+
+Each test runs server and client on a loop whose clock the test drives
+(`tests/virtual_time.py`): the slow answer, the read timeout and the shutdown deadline
+are exact, whatever the machine's load."""
 
 from __future__ import annotations
 
@@ -11,26 +15,34 @@ import orjson
 import pytest
 
 from conveyor.http.server import HttpRequest, HttpResponse, HttpServer
+from tests.virtual_time import virtual
 
 
-async def echo(request: HttpRequest) -> HttpResponse:
-    if request.path == "/boom":
-        raise RuntimeError("secret detail")
-    if request.path == "/slow":
-        await asyncio.sleep(0.3)
-    doc = {
-        "method": request.method,
-        "path": request.path,
-        "query": request.query,
-        "size": len(request.body),
-        "body": request.body.decode(errors="replace")[:20],
-    }
-    return HttpResponse(200, [orjson.dumps(doc)])
+class Echo:
+    """The app: describes the request it got; /boom crashes; /slow answers after 0.3 s."""
+
+    def __init__(self) -> None:
+        self.slow_started = asyncio.Event()  # a /slow request is being answered
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/boom":
+            raise RuntimeError("secret detail")
+        if request.path == "/slow":
+            self.slow_started.set()
+            await asyncio.sleep(0.3)
+        doc = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "size": len(request.body),
+            "body": request.body.decode(errors="replace")[:20],
+        }
+        return HttpResponse(200, [orjson.dumps(doc)])
 
 
 @asynccontextmanager
 async def running(**kw: float) -> AsyncIterator[HttpServer]:
-    server = HttpServer(echo, "127.0.0.1", 0, max_request_bytes=1000, **kw)  # type: ignore[arg-type]
+    server = HttpServer(Echo(), "127.0.0.1", 0, max_request_bytes=1000, **kw)  # type: ignore[arg-type]
     await server.start()
     try:
         yield server
@@ -49,6 +61,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     return status, headers, body
 
 
+@virtual
 async def test_keep_alive_and_pipelining_answer_in_order() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -71,6 +84,7 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
         writer.close()
 
 
+@virtual
 async def test_expect_100_continue_and_chunked_body() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -89,6 +103,7 @@ async def test_expect_100_continue_and_chunked_body() -> None:
         writer.close()
 
 
+@virtual
 async def test_oversized_bodies_get_413_and_the_server_goes_on() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -108,6 +123,7 @@ async def test_oversized_bodies_get_413_and_the_server_goes_on() -> None:
         writer.close()
 
 
+@virtual
 async def test_malformed_request_is_400() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -117,16 +133,21 @@ async def test_malformed_request_is_400() -> None:
         writer.close()
 
 
+@virtual
 async def test_stalled_body_gets_408() -> None:
     async with running(read_timeout_s=0.3) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         writer.write(b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly-part")
         status, _, body = await asyncio.wait_for(read_response(reader), 5)
         assert status == 408
+        assert loop.time() - sent >= 0.3  # the body had its read timeout to arrive
         assert "received 9 of 100 bytes" in orjson.loads(body)["error"]
         writer.close()
 
 
+@virtual
 async def test_app_crash_is_a_generic_500() -> None:
     async with running() as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -136,12 +157,14 @@ async def test_app_crash_is_a_generic_500() -> None:
         writer.close()
 
 
+@virtual
 async def test_shutdown_finishes_in_flight_requests() -> None:
-    server = HttpServer(echo, "127.0.0.1", 0, max_request_bytes=1000)
+    app = Echo()
+    server = HttpServer(app, "127.0.0.1", 0, max_request_bytes=1000)
     await server.start()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(app.slow_started.wait(), 5)  # in flight when the shutdown begins
     stopping = asyncio.ensure_future(server.shutdown(5.0))
     status, headers, _ = await read_response(reader)
     assert status == 200 and headers["connection"] == "close"

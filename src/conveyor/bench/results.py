@@ -31,6 +31,11 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, MAX_US, 3)
 
 
+def encode_histogram(h: HdrHistogram) -> str:
+    """A histogram as base64 text ("" when empty); `merge_histograms` reads it back."""
+    return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
+
+
 def summary_ms(h: HdrHistogram) -> dict[str, float]:
     if h.get_total_count() == 0:
         return {}
@@ -76,16 +81,16 @@ class Recorder:
 
 def pack(rec: Recorder) -> dict[str, Any]:
     """A recorder as JSON, to cross a process boundary; `unpack` restores it exactly."""
-
-    def enc(h: HdrHistogram) -> str:
-        return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
-
     return {
         "completed": rec.completed,
         "items": rec.items,
         "errors": dict(rec.errors),
         "samples": rec.samples,
-        "histograms": [enc(rec.latency), enc(rec.service), enc(rec.lag)],
+        "histograms": [
+            encode_histogram(rec.latency),
+            encode_histogram(rec.service),
+            encode_histogram(rec.lag),
+        ],
     }
 
 
@@ -102,9 +107,6 @@ def unpack(doc: dict[str, Any]) -> Recorder:
 def to_json(
     rec: Recorder, target: str, pattern: dict[str, Any], duration_s: float
 ) -> dict[str, Any]:
-    def enc(h: HdrHistogram) -> str:
-        return base64.b64encode(h.encode()).decode() if h.get_total_count() else ""
-
     return {
         "schema": SCHEMA,
         "target": target,
@@ -119,9 +121,9 @@ def to_json(
         "service_ms": summary_ms(rec.service),
         "schedule_lag_ms": summary_ms(rec.lag),
         "histograms": {
-            "latency_us": enc(rec.latency),
-            "service_us": enc(rec.service),
-            "schedule_lag_us": enc(rec.lag),
+            "latency_us": encode_histogram(rec.latency),
+            "service_us": encode_histogram(rec.service),
+            "schedule_lag_us": encode_histogram(rec.lag),
         },
     }
 

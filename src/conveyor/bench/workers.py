@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conveyor.bench.results import Recorder, merge_histograms, summary_ms, to_json, unpack
+from conveyor.bench.results import (
+    Recorder,
+    encode_histogram,
+    merge_histograms,
+    summary_ms,
+    to_json,
+    unpack,
+)
 from conveyor.bench.runner import Stability, agree, generator_warnings, window_stats
 
 
@@ -90,6 +97,7 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["errors"] = errors
     merged["client_cpu"] = sum(p.get("client_cpu", 0.0) for p in parts)
     merged["warnings"] = sorted({w for p in parts for w in p.get("warnings", [])})
+    merged["histograms"] = {}
     for key, hist in (
         ("latency_ms", "latency_us"),
         ("service_ms", "service_us"),
@@ -97,6 +105,7 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     ):
         h = merge_histograms([p["histograms"][hist] for p in parts])
         merged[key] = summary_ms(h)
+        merged["histograms"][hist] = encode_histogram(h)  # every worker's, not the first's
     merged["windows"] = []
     merged["stable"] = None
     merged.pop("server", None)  # each worker saw every worker's requests: not additive

@@ -14,9 +14,10 @@ Threads (Triton's parameter names, or the lowercase ones the ONNX backend takes)
 `INTRA_OP_THREAD_COUNT` is set in each instance's own thread before its first batch
 (OpenMP takes its count per calling thread; torch's record of it is process-wide, so
 torch models asking for different counts in one process may not each get theirs),
-default: the cores shared out between the instances, as for ONNX Runtime. `INTER_OP_THREAD_COUNT` sizes torch's one
-inter-op pool of the process (used by TorchScript's `fork`): it can be set once, before
-any model runs, so the first model that asks sets it for all.
+default: the cores shared out between the instances, as for ONNX Runtime.
+`INTER_OP_THREAD_COUNT` sizes torch's one inter-op pool of the process (used by
+TorchScript's `fork`): it can be set once, before any model runs, so the first model
+that asks sets it for all.
 
 Devices: `KIND_GPU` (or `KIND_AUTO` with CUDA present) runs on `cuda:<gpu>`; without
 CUDA, a `KIND_GPU` model runs on the CPU, with a warning in the log.

@@ -12,7 +12,8 @@ under the cache; outputs checked to agree first).
 2. ResNet-50 served ÷ in-process, per runtime (target >= 0.95). In-process: the best of
    {1 instance x 2 threads, 2 instances x 1 thread} at batch 8. Served: `conveyor serve`
    with that instance/thread configuration, dynamic batching up to 8, binary V2 tensors
-   (1x3x224x224 FP32 per request) from wrk at 8 connections. Rounds alternate between
+   (1x3x224x224 FP32 per request) from wrk at 8 connections per instance (saturation:
+   a full batch for every instance, as in-process). Rounds alternate between
    in-process and served; figures are medians.
 
 TensorFlow's thread pools are one per process: its "2 x 1" in-process configuration is
@@ -261,8 +262,9 @@ def main() -> None:
             server = conveyor_server(repo)
             try:
                 url = f"http://{server.url}/v2/models/resnet/infer"
-                wrk(url, payload, headers, 8, 5, timeout_s=30)  # warm-up
-                r = wrk(url, payload, headers, 8, args.seconds, timeout_s=30)
+                clients = 8 * best[0]
+                wrk(url, payload, headers, clients, 5, timeout_s=30)  # warm-up
+                r = wrk(url, payload, headers, clients, args.seconds, timeout_s=30)
                 served.append(r.rps)
             finally:
                 server.stop()

@@ -27,6 +27,30 @@ def test_lone_request_is_dispatched_at_once_despite_the_delay() -> None:
     assert q.take(now_ns=0, busy=0) == [a]
 
 
+def test_the_first_client_back_from_a_batch_waits_for_the_others() -> None:
+    q = queue(max_queue_delay_microseconds=10_000)
+    first = [req() for _ in range(3)]
+    for r in first:
+        q.push(r, 0, None)
+    assert q.take(now_ns=0, busy=0) == first  # idle: goes at once
+    # its 3 clients come back one by one while the model is idle
+    back = [req() for _ in range(3)]
+    q.push(back[0], 20 * MS, None)
+    assert q.take(now_ns=20 * MS, busy=0) is None  # 1 row < the 3 of the last batch
+    assert q.next_wakeup_ns() == 30 * MS
+    q.push(back[1], 21 * MS, None)
+    q.push(back[2], 22 * MS, None)
+    assert q.take(now_ns=22 * MS, busy=0) == back  # all 3 back: at once
+    # the load went down to one client: it waits the delay once, then never again
+    lone = req()
+    q.push(lone, 40 * MS, None)
+    assert q.take(now_ns=40 * MS, busy=0) is None
+    assert q.take(now_ns=50 * MS, busy=0) == [lone]
+    again = req()
+    q.push(again, 60 * MS, None)
+    assert q.take(now_ns=60 * MS, busy=0) == [again]
+
+
 def test_while_another_batch_runs_the_queue_waits_up_to_the_delay() -> None:
     q = queue(max_queue_delay_microseconds=10_000)
     a, b = req(), req()

@@ -9,12 +9,14 @@ Rules (DESIGN.md, "Batching semantics"):
 - A batch is the queue head plus the following requests with the same batch key
   (same dtypes and non-batch dims), highest priority first, up to max_batch_size
   rows. Requests are never split.
-- It is dispatched at once when it is full, or when the model has nothing else
-  executing (a lone request never waits for the timer), or when its oldest request
-  has waited max_queue_delay. Otherwise, while another batch of the model is
-  executing, the largest prefix that makes a preferred batch size is dispatched;
-  failing that, the queue waits (at most max_queue_delay from the oldest request)
-  for more requests.
+- It is dispatched at once when it is full, or when its oldest request has waited
+  max_queue_delay, or when the model has nothing else executing and the batch has at
+  least as many rows as the last batch dispatched (a lone request never waits for the
+  timer; but when the last batch had 7 requests, their clients are coming back: the
+  first one back waits for the others, at most max_queue_delay, instead of leaving
+  alone and making the other 6 wait behind it). Otherwise the largest prefix that
+  makes a preferred batch size is dispatched; failing that, the queue waits (at most
+  max_queue_delay from the oldest request) for more requests.
 - Each priority level has a bounded queue (max_queue_size, full -> QueueFullError)
   and a timeout policy: an expired request is rejected (REJECT) or moved behind all
   others (DELAY).
@@ -75,6 +77,7 @@ class BatchQueue:
         self._deadlines: list[tuple[int, int, QueuedRequest]] = []
         self._seq = 0
         self.wait_until_ns = 0  # set when take() chose to wait for more requests
+        self.last_rows = 0  # rows of the last batch taken: the load to expect back
 
     def __len__(self) -> int:
         return sum(self._counts)
@@ -168,12 +171,14 @@ class BatchQueue:
                 batch.append(item)
                 rows += item.rows
             due = head.enqueue_ns + self.delay_ns
-            if rows < self.max_batch_size and busy > 0 and now_ns < due:
+            more_coming = busy > 0 or rows < self.last_rows
+            if rows < self.max_batch_size and more_coming and now_ns < due:
                 prefix = self._preferred_prefix(batch)
                 if prefix == 0:
                     self.wait_until_ns = due
                     return None
                 batch = batch[:prefix]
+            self.last_rows = sum(item.rows for item in batch)
         for item in batch:
             self.discard(item)
             item.dispatch_ns = now_ns

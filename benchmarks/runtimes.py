@@ -16,8 +16,9 @@ under the cache; outputs checked to agree first).
    a full batch for every instance, as in-process). Rounds alternate between
    in-process and served; figures are medians.
 
-TensorFlow's thread pools are one per process: its "2 x 1" in-process configuration is
-two threads calling one function with intra-op 1, and served the same way.
+TensorFlow's thread pools are one per process and fixed once it runs: in-process and
+served alike it keeps its defaults (a thread per core in each pool), and "2 x 1" means
+two instances (threads) calling the same function.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def served_repo(root: Path, runtime: str, instances: int, threads: int) -> Path:
     }[runtime]
     params = [f'{{ key: "{key}" value: {{ string_value: "{threads}" }} }}']
     if runtime == "tensorflow":
-        params.append('{ key: "TF_NUM_INTER_THREADS" value: { string_value: "1" } }')
+        params = []  # as in-process: TensorFlow's own pools (one per process)
     platform, tensors, name = "", "", "x"
     if runtime == "torch":
         platform = 'platform: "pytorch_libtorch"\n'

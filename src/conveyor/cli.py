@@ -370,6 +370,9 @@ def _parser() -> argparse.ArgumentParser:
         "ResNet-50 with fixed-seed weights -> top-5 ImageNet labels, a native pipeline with "
         "Python function steps; needs 'conveyor[classification]')",
     )
+    from conveyor.analyze.cli import add_parser as add_analyze
+
+    add_analyze(sub)
     return p
 
 
@@ -380,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor.bench.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "analyze":
+        from conveyor.analyze.cli import run as analyze
+
+        return analyze(args)
     if args.command == "demo-repo":
         from conveyor.demo.repository import write_demo_repository
 

@@ -1,0 +1,207 @@
+"""`conveyor analyze`: a model's static figures (FLOPs, parameters, weight and
+activation bytes, bytes moved, arithmetic intensity), and this machine's measured
+ceilings (`--machine`).
+
+MODEL is a file (`.onnx`; `.pt2` / `.pt` with the torch extra) or a model directory of
+a repository (its newest version's model file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from conveyor.analyze import machine
+from conveyor.analyze.onnx_model import AnalysisError, analyze_onnx
+
+MODEL_FILES = ("model.onnx", "model.pt2", "model.pt")
+
+
+def add_parser(sub: Any) -> None:
+    a = sub.add_parser(
+        "analyze",
+        help="a model's FLOPs, parameters, memory and arithmetic intensity; the machine's peaks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("model", nargs="?", type=Path, help="model file or repository model dir")
+    a.add_argument("--batch", type=int, default=1, help="the batch dimension (default 1)")
+    a.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME=D1,D2,...",
+        help="an input's whole shape, for dimensions other than the batch that are dynamic",
+    )
+    a.add_argument("--top", type=int, default=15, help="operators listed (default 15)")
+    a.add_argument("--output", type=Path, help="write the whole analysis as JSON")
+    a.add_argument(
+        "--machine", action="store_true", help="this machine's measured FLOP/s and bandwidth"
+    )
+    a.add_argument("--refresh", action="store_true", help="measure the machine again")
+
+
+def model_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit())
+        for _, version in reversed(versions):
+            for name in MODEL_FILES:
+                if (version / name).is_file():
+                    return version / name
+        for name in MODEL_FILES:
+            if (path / name).is_file():
+                return path / name
+    raise AnalysisError(f"{path}: no model file ({', '.join(MODEL_FILES)}) found")
+
+
+def _shapes(items: list[str]) -> dict[str, list[int]]:
+    out = {}
+    for item in items:
+        name, _, dims = item.partition("=")
+        try:
+            out[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise AnalysisError(f"--shape {item!r}: expected NAME=D1,D2,...") from None
+    return out
+
+
+def analyze_torch(path: Path, batch: int, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """torch's own FLOP counter (`FlopCounterMode`, matmuls and convolutions) over one
+    forward pass; parameters and weight bytes from the module's state."""
+    import warnings
+
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        raise AnalysisError("PyTorch is not installed: pip install 'conveyor[torch]'") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if path.suffix == ".pt2":
+            program = torch.export.load(str(path))
+            module = program.module()
+            nodes = {n.name: n for n in program.graph.nodes}
+            names = list(program.graph_signature.user_inputs)
+            specs = [nodes[n].meta["val"] for n in names]
+            dims = {
+                n: shapes.get(n, [batch if not isinstance(d, int) else d for d in s.shape])
+                for n, s in zip(names, specs, strict=True)
+            }
+            args = [torch.zeros(dims[n], dtype=s.dtype) for n, s in zip(names, specs, strict=True)]
+        else:
+            module = torch.jit.load(str(path))
+            if not shapes:
+                raise AnalysisError(
+                    "a TorchScript file has no input shapes: give each with --shape NAME=..."
+                )
+            dims = shapes
+            args = [torch.zeros(d) for d in shapes.values()]
+    state = module.state_dict()
+    params = sum(t.numel() for t in state.values())
+    weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(*args)
+    flops = int(counter.get_total_flops())
+    per_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    return {
+        "schema": "conveyor.analyze/1",
+        "model": str(path),
+        "format": "torch",
+        "batch": batch,
+        "input_shapes": dims,
+        "per_batch": {"flops": flops, "macs": flops // 2},
+        "per_item": {"flops": flops / batch, "macs": flops / 2 / batch},
+        "params": params,
+        "weight_bytes": weight_bytes,
+        "by_op_type": {k: {"flops": v} for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])},
+        "counted": "torch's FlopCounterMode: matrix multiplies and convolutions only",
+    }
+
+
+def _num(x: float, unit: str = "") -> str:
+    if x == 0:
+        return f"0{unit}"
+    exp = min(4, max(0, int(math.log10(abs(x)) // 3)))
+    return f"{x / 1000**exp:.3g}{' kMGT'[exp].strip()}{unit}"
+
+
+def show(doc: dict[str, Any], top: int) -> None:
+    print(f"{doc['model']}  ({doc['format']}, batch {doc['batch']}, inputs {doc['input_shapes']})")
+    per_batch, per_item = doc["per_batch"], doc["per_item"]
+    rows = [
+        ("FLOPs per item", _num(per_item["flops"])),
+        ("FLOPs per batch", _num(per_batch["flops"])),
+        ("MACs per item", _num(per_item["macs"])),
+        ("parameters", _num(doc["params"])),
+        ("weight bytes", _num(doc["weight_bytes"], "B")),
+    ]
+    if "bytes_moved" in per_batch:
+        rows += [
+            ("bytes moved per batch", _num(per_batch["bytes_moved"], "B")),
+            ("peak activations", _num(per_batch["peak_activation_bytes"], "B")),
+            ("arithmetic intensity", f"{doc['arithmetic_intensity']:.1f} FLOP/B"),
+        ]
+    for label, value in rows:
+        print(f"  {label:<24} {value}")
+    print(f"\n  {'operator':<28} {'count':>6} {'FLOPs':>10} {'share':>7} {'bytes':>9}")
+    total = max(1, per_batch["flops"])
+    for op, entry in list(doc["by_op_type"].items())[:top]:
+        print(
+            f"  {op:<28} {entry.get('count', ''):>6} {_num(entry['flops']):>10} "
+            f"{entry['flops'] / total:>7.1%} {_num(entry.get('bytes', 0), 'B'):>9}"
+        )
+    if "counted" in doc:
+        print(f"\n  counted: {doc['counted']}")
+
+
+def show_machine(doc: dict[str, Any]) -> None:
+    ident = doc["identity"]
+    print(
+        f"{ident['cpu']}, {ident['cores']} cores ({'cached' if doc['cached'] else 'measured'}"
+        f" {doc['measured_at']})"
+    )
+    print(f"  FP32 matmul, 1 core      {doc['fp32_gflops_1_core']:8.1f} GFLOP/s  (numpy)")
+    print(f"  FP32 matmul, all cores   {doc['fp32_gflops_all_cores']:8.1f} GFLOP/s  (numpy)")
+    for key, label in (
+        ("cpu_fp32_gflops", "FP32 matmul, torch"),
+        ("cpu_bf16_gflops", "BF16 matmul, torch"),
+        ("cuda_fp32_gflops", "FP32 matmul, CUDA"),
+        ("cuda_bf16_gflops", "BF16 matmul, CUDA"),
+    ):
+        if key in doc:
+            print(f"  {label:<24} {doc[key]:8.1f} GFLOP/s")
+    bw = doc["bandwidth_gbs"]
+    print(f"  bandwidth, triad         {bw['triad']:8.1f} GB/s")
+    print(f"  bandwidth, copy          {bw['copy']:8.1f} GB/s")
+    print(f"  INT8: {doc['int8']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.machine:
+            doc = machine.peaks(refresh=args.refresh)
+            show_machine(doc)
+        elif args.model is None:
+            print("conveyor analyze: give a MODEL, or --machine", file=sys.stderr)
+            return 2
+        else:
+            path = model_file(args.model)
+            shapes = _shapes(args.shape)
+            if path.suffix == ".onnx":
+                doc = analyze_onnx(path, args.batch, shapes).to_json()
+            else:
+                doc = analyze_torch(path, args.batch, shapes)
+            show(doc, args.top)
+    except AnalysisError as exc:
+        print(f"conveyor analyze: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        args.output.write_text(json.dumps(doc, indent=2))
+        print(f"\nwritten to {args.output}")
+    return 0

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conveyor.analyze import machine
+from conveyor.analyze import machine, roofline
 from conveyor.analyze.onnx_model import AnalysisError, analyze_onnx
 
 MODEL_FILES = ("model.onnx", "model.pt2", "model.pt")
@@ -43,6 +43,15 @@ def add_parser(sub: Any) -> None:
         "--machine", action="store_true", help="this machine's measured FLOP/s and bandwidth"
     )
     a.add_argument("--refresh", action="store_true", help="measure the machine again")
+    a.add_argument(
+        "--bench",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULT.json",
+        help="a `conveyor bench` result of this model: place it on the machine's roofline "
+        "(ONNX models; repeatable)",
+    )
 
 
 def model_file(path: Path) -> Path:
@@ -182,6 +191,32 @@ def show_machine(doc: dict[str, Any]) -> None:
     print(f"  INT8: {doc['int8']}")
 
 
+def roofline_of(doc: dict[str, Any], results: list[Path], refresh: bool) -> list[dict[str, Any]]:
+    if "arithmetic_intensity" not in doc:
+        raise AnalysisError("the roofline needs bytes moved: analyze the model's ONNX file")
+    ceilings = machine.peaks(refresh=refresh)
+    print(
+        f"\n  roofline: peak {ceilings['peak_fp32_gflops']:.0f} GFLOP/s, "
+        f"{ceilings['peak_bandwidth_gbs']:.1f} GB/s (ridge "
+        f"{ceilings['peak_fp32_gflops'] / ceilings['peak_bandwidth_gbs']:.1f} FLOP/B)"
+    )
+    points = []
+    for path in results:
+        try:
+            result = json.loads(path.read_text())
+            point = roofline.place(doc, ceilings, roofline.items_per_s(result))
+        except (OSError, ValueError, KeyError) as exc:
+            raise AnalysisError(f"{path}: not a bench result ({exc})") from None
+        point["result"] = str(path)
+        points.append(point)
+        print(
+            f"  {path.name}: {point['items_per_s']:.1f} items/s = "
+            f"{point['achieved_gflops']:.2f} GFLOP/s, {point['share_of_roof']:.1%} of its roof "
+            f"({point['roof_gflops']:.0f} GFLOP/s): {point['bound']}"
+        )
+    return points
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         if args.machine:
@@ -198,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 doc = analyze_torch(path, args.batch, shapes)
             show(doc, args.top)
+            if args.bench:
+                doc["roofline"] = roofline_of(doc, args.bench, args.refresh)
     except AnalysisError as exc:
         print(f"conveyor analyze: {exc}", file=sys.stderr)
         return 2

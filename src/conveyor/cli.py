@@ -263,6 +263,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--max-windows", type=int, default=10)
     b.add_argument(
+        "--early-stopping",
+        metavar="pXX[:TOL]",
+        help="MLPerf LoadGen's early stopping: measure in 1 s windows until the pXX "
+        "estimate (an upper bound at 99%% confidence) is within TOL %% (default 5) of the "
+        "empirical pXX, at most --duration; the result says when it was not met. Every "
+        "result reports the early-stopping estimates of p90, p99 and p99.9",
+    )
+    b.add_argument(
         "--stability-latency",
         default="p99",
         choices=["p50", "p90", "p95", "p99", "p99.9"],

@@ -28,7 +28,7 @@ from conveyor.bench.patterns import (
     TraceReplay,
 )
 from conveyor.bench.results import SCHEMA, pack, run_context, steps_of, sweep_table
-from conveyor.bench.runner import Stability, run, stream_windows
+from conveyor.bench.runner import EarlyStop, Stability, run, stream_windows
 from conveyor.bench.server_stats import PrometheusProbe, StatsProbe
 from conveyor.bench.sweep import Slo, bisect_max, parse_bounds, parse_values
 from conveyor.bench.targets import (
@@ -275,6 +275,22 @@ def _print(result: dict[str, Any]) -> None:
     if result.get("windows"):
         state = "stable" if result["stable"] else "UNSTABLE"
         print(f"{len(result['windows'])} windows, {state}")
+    tails = result.get("early_stopping") or {}
+    rule = tails.get("rule")
+    shown = [f"p{rule['percentile'] * 100:g}"] if rule else ["p99"]
+    for key in shown:
+        entry = tails.get(key)
+        if not entry:
+            continue
+        if entry["estimate_ms"] is None:
+            text = f"no estimate: {entry['samples']} samples, {entry['min_samples']} needed"
+        else:
+            text = (
+                f"{entry['estimate_ms']:.3f} ms at 99% confidence (empirical "
+                f"{entry['empirical_ms']:.3f} ms, {entry['samples']} samples)"
+            )
+        verdict = "" if not rule else (" - met" if rule["met"] else " - NOT met")
+        print(f"early stopping {key}: {text}{verdict}")
     for kind, count in result["errors"].items():
         print(f"  {count} x {kind}: {result['error_samples'].get(kind, [''])[0][:120]}")
 
@@ -473,6 +489,12 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             return run_workers_windows(argv, args.workers, _stability(args))
         return run_workers(argv, args.workers)
     stability = _stability(args) if args.measurement_interval else None
+    early = _early(args.early_stopping) if args.early_stopping else None
+    if early is not None and (stability is not None or args.workers > 1):
+        raise SystemExit(
+            "conveyor bench: --early-stopping is a stopping rule of its own: not with "
+            "--measurement-interval or --workers"
+        )
     try:
         monitor = Monitor(args.monitor_pid, 0.5, args.grid_intensity, args.cpu_watts_per_core)
     except ValueError as exc:
@@ -495,8 +517,21 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
                 monitor,
                 PrometheusProbe(args.metrics_url, args.model or "") if args.metrics_url else None,
                 live,
+                early,
             )
         )
+
+
+def _early(text: str) -> EarlyStop:
+    spec, _, tolerance = text.partition(":")
+    try:
+        percentile = float(spec.removeprefix("p")) / 100
+        tol = float(tolerance.removesuffix("%")) / 100 if tolerance else 0.05
+    except ValueError:
+        raise SystemExit(f"conveyor bench: --early-stopping {text!r}: expected pXX[:TOL]") from None
+    if not 0 < percentile < 1 or tol < 0:
+        raise SystemExit(f"conveyor bench: --early-stopping {text!r}: expected pXX[:TOL]")
+    return EarlyStop(percentile=percentile, tolerance=tol)
 
 
 def _stability(args: argparse.Namespace) -> Stability:

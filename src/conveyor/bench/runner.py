@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from conveyor.bench import early_stopping
 from conveyor.bench.live import LiveView
 from conveyor.bench.monitor import Monitor
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp, TraceReplay
@@ -67,6 +68,20 @@ class Stability:
     percentile: float = 99.0  # the latency statistic that must agree too
 
 
+@dataclass(frozen=True)
+class EarlyStop:
+    """MLPerf LoadGen's early stopping as a stopping rule: measure in windows of
+    `window_s`, all counted together, and stop once the `percentile`'s early-stopping
+    estimate (an upper bound at `confidence`, early_stopping.py) exists and lies within
+    `tolerance` of the empirical percentile; at the run's duration, stop and say it was
+    not met."""
+
+    percentile: float = 0.99
+    tolerance: float = 0.05
+    confidence: float = 0.99
+    window_s: float = 1.0
+
+
 def window_stats(rec: Recorder, window_s: float, percentile: float = 99.0) -> dict[str, float]:
     def at(p: float) -> float:
         return rec.latency.get_value_at_percentile(p) / 1000 if rec.completed else 0.0
@@ -92,9 +107,11 @@ async def run(
     monitor: Monitor | None = None,
     scrape: PrometheusProbe | None = None,
     live: LiveView | None = None,
+    early: EarlyStop | None = None,
 ) -> dict[str, Any]:
     """Warm up, then measure for `duration_s` (or, with `stability`, in windows until
-    3 agree); the result covers the measured time only (the last 3 windows)."""
+    3 agree; or, with `early`, until the tail estimate is met, at most `duration_s`);
+    the result covers the measured time only (with `stability`, the last 3 windows)."""
     await target.open()
     windows: list[dict[str, float]] = []
     stable = None
@@ -106,7 +123,19 @@ async def run(
         if monitor is not None:
             monitor.begin()
         cpu0, t0 = time.process_time(), time.perf_counter()
-        if stability is None or isinstance(pattern, FixedCount):
+        early_met: bool | None = None
+        if early is not None and not isinstance(pattern, FixedCount):
+            rec, elapsed, early_met = Recorder(), 0.0, False
+            while elapsed < duration_s and not early_met:
+                part = Recorder()
+                span = min(early.window_s, duration_s - elapsed)
+                phase = f"window {round(elapsed / early.window_s) + 1}"
+                elapsed += await _watched(live, phase, span, target, pattern, part, max_in_flight)
+                rec.merge(part)
+                tail = early_stopping.estimate(rec.latency, early.percentile, early.confidence)
+                early_met = early_stopping.met(tail, early.tolerance)
+            measured = rec.completed
+        elif stability is None or isinstance(pattern, FixedCount):
             rec = Recorder()
             elapsed = await _watched(
                 live, "measure", duration_s, target, pattern, rec, max_in_flight
@@ -151,7 +180,28 @@ async def run(
     if monitor is not None:
         result["hardware"] = monitor.report(measured)  # over all the measured time
     result["stable"] = stable
+    result["early_stopping"] = {
+        f"p{p * 100:g}": early_stopping.estimate(
+            rec.latency, p, early.confidence if early else 0.99
+        )
+        for p in (0.9, 0.99, 0.999)
+    }
     result["warnings"] = generator_warnings(result)
+    if early is not None and not isinstance(pattern, FixedCount):
+        key = f"p{early.percentile * 100:g}"
+        entry = result["early_stopping"].get(key) or early_stopping.estimate(
+            rec.latency, early.percentile, early.confidence
+        )
+        result["early_stopping"][key] = entry
+        result["early_stopping"]["rule"] = {**asdict(early), "met": early_met}
+        if not early_met:
+            need = entry["min_samples"]
+            result["warnings"].append(
+                f"early stopping not met for {key} in {elapsed:g} s: {entry['samples']} "
+                f"samples (at least {need} needed for an estimate at "
+                f"{early.confidence:.0%} confidence); its estimate "
+                f"{entry['estimate_ms']} ms vs {entry['empirical_ms']} ms empirical"
+            )
     if stable is False:
         result["warnings"].append(
             f"unstable: no 3 consecutive windows agreed within ±{stability.tolerance:.0%} "  # type: ignore[union-attr]

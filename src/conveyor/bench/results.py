@@ -54,10 +54,23 @@ class Recorder:
     samples: dict[str, list[str]] = field(default_factory=dict)
     completed: int = 0
     items: int = 0  # rows answered, where requests carry different batch sizes
+    # per second of the run's clock: [answers, errors, latency sum (ms), latency max (ms)]
+    timeline: dict[int, list[float]] = field(default_factory=dict)
+
+    def _second(self, at: float) -> list[float]:
+        second = self.timeline.get(int(at))
+        if second is None:
+            second = self.timeline[int(at)] = [0, 0, 0.0, 0.0]
+        return second
 
     def ok(self, intended: float, sent: float, done: float, items: int = 1) -> None:
         self.completed += 1
         self.items += items
+        second = self._second(done)
+        ms = (done - intended) * 1000
+        second[0] += 1
+        second[2] += ms
+        second[3] = max(second[3], ms)
         self.latency.record_value(max(1, int((done - intended) * 1e6)))
         self.service.record_value(max(1, int((done - sent) * 1e6)))
         self.lag.record_value(max(1, int((sent - intended) * 1e6)))
@@ -71,8 +84,16 @@ class Recorder:
             self.samples.setdefault(kind, []).extend(kept[: 3 - len(self.samples[kind])])
         self.completed += other.completed
         self.items += other.items
+        for at, (n, errors, total, worst) in other.timeline.items():
+            second = self._second(at)
+            second[0] += n
+            second[1] += errors
+            second[2] += total
+            second[3] = max(second[3], worst)
 
-    def error(self, kind: str, detail: str) -> None:
+    def error(self, kind: str, detail: str, at: float | None = None) -> None:
+        if at is not None:
+            self._second(at)[1] += 1
         self.errors[kind] += 1
         kept = self.samples.setdefault(kind, [])
         if len(kept) < 3 and detail:
@@ -86,6 +107,7 @@ def pack(rec: Recorder) -> dict[str, Any]:
         "items": rec.items,
         "errors": dict(rec.errors),
         "samples": rec.samples,
+        "timeline": {str(k): v for k, v in rec.timeline.items()},
         "histograms": [
             encode_histogram(rec.latency),
             encode_histogram(rec.service),
@@ -101,7 +123,26 @@ def unpack(doc: dict[str, Any]) -> Recorder:
             h.decode_and_add(base64.b64decode(encoded))
     rec.errors.update(doc["errors"])
     rec.samples = {k: list(v) for k, v in doc["samples"].items()}
+    rec.timeline = {int(k): list(v) for k, v in doc.get("timeline", {}).items()}
     return rec
+
+
+def timeline_json(rec: Recorder) -> list[dict[str, float | None]]:
+    """The run second by second (from its first answer or error): answers, errors, mean
+    and max latency."""
+    if not rec.timeline:
+        return []
+    first = min(rec.timeline)
+    return [
+        {
+            "t_s": at - first,
+            "completed": int(n),
+            "errors": int(errors),
+            "mean_ms": round(total / n, 3) if n else None,
+            "max_ms": round(worst, 3) if n else None,
+        }
+        for at, (n, errors, total, worst) in sorted(rec.timeline.items())
+    ]
 
 
 def to_json(
@@ -120,6 +161,7 @@ def to_json(
         "latency_ms": summary_ms(rec.latency),
         "service_ms": summary_ms(rec.service),
         "schedule_lag_ms": summary_ms(rec.lag),
+        "timeline": timeline_json(rec),
         "histograms": {
             "latency_us": encode_histogram(rec.latency),
             "service_us": encode_histogram(rec.service),

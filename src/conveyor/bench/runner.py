@@ -45,10 +45,10 @@ async def _one(
             await target.call_sized(size)
     except TargetError as exc:
         if sent < end:
-            rec.error(exc.kind, exc.detail)
+            rec.error(exc.kind, exc.detail, now())
         return
     except Exception as exc:  # a target bug is an error of the run, not a crash
-        rec.error(type(exc).__name__, str(exc))
+        rec.error(type(exc).__name__, str(exc), now())
         return
     done = now()
     if done <= end:

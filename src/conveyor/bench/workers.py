@@ -89,6 +89,7 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged["pattern"] = pattern
     merged["completed"] = sum(p["completed"] for p in parts)
     merged["items"] = sum(p.get("items", p["completed"]) for p in parts)
+    merged["timeline"] = merge_timelines([p.get("timeline", []) for p in parts])
     merged["throughput_rps"] = sum(p["throughput_rps"] for p in parts)
     errors: dict[str, int] = {}
     for p in parts:
@@ -189,3 +190,31 @@ def run_workers_windows(argv: list[str], workers: int, stability: Stability) -> 
             f"in {len(windows)} windows; the figures are the last 3 windows'"
         )
     return result
+
+
+def merge_timelines(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Second by second over the workers (they start together: their seconds line up)."""
+    seconds: dict[float, dict[str, Any]] = {}
+    for part in parts:
+        for row in part:
+            into = seconds.setdefault(
+                row["t_s"], {"t_s": row["t_s"], "completed": 0, "errors": 0, "sum": 0.0, "max": 0.0}
+            )
+            into["completed"] += row["completed"]
+            into["errors"] += row["errors"]
+            into["sum"] += (row["mean_ms"] or 0) * row["completed"]
+            into["max"] = max(into["max"], row["max_ms"] or 0)
+    out = []
+    for t in sorted(seconds):
+        row = seconds[t]
+        n = row["completed"]
+        out.append(
+            {
+                "t_s": t,
+                "completed": n,
+                "errors": row["errors"],
+                "mean_ms": round(row["sum"] / n, 3) if n else None,
+                "max_ms": row["max"] if n else None,
+            }
+        )
+    return out

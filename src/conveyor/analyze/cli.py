@@ -235,6 +235,12 @@ def run(args: argparse.Namespace) -> int:
             show(doc, args.top)
             if args.bench:
                 doc["roofline"] = roofline_of(doc, args.bench, args.refresh)
+                ceilings = machine.peaks()
+                doc["machine"] = {
+                    k: ceilings[k]
+                    for k in ("identity", "peak_fp32_gflops", "peak_bandwidth_gbs")
+                    if k in ceilings
+                }
     except AnalysisError as exc:
         print(f"conveyor analyze: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,8 @@ whatever the earlier ones are doing; with `max_in_flight` reached, a request wai
 that wait counts in its latency (measured from the intended time), as it would for a
 real user. Requests finishing after the measurement window are not counted.
 
-Every time is the event loop's clock (`loop.time()`), so that a test can run the runner on
-a loop whose clock it drives.
+Every time is read from `_clock()`: perf_counter, or the clock of a loop that a test
+drives (tests/virtual_time.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from conveyor.bench.targets import SizedTarget, Target, TargetError
 
 
 def _clock() -> Callable[[], float]:
-    return asyncio.get_running_loop().time
+    """perf_counter (uvloop's `loop.time()` counts whole milliseconds), or the clock of
+    a loop that drives its own (`conveyor_clock`: the tests' virtual-time loop)."""
+    clock: Callable[[], float] = getattr(
+        asyncio.get_running_loop(), "conveyor_clock", time.perf_counter
+    )
+    return clock
 
 
 async def _one(

@@ -174,3 +174,15 @@ def test_the_command_on_a_repository_model(
     text = capsys.readouterr().out
     assert "FLOPs per item" in text and "arithmetic intensity" in text and "Conv" in text
     assert main(["analyze", str(tmp_path / "nothing")]) == 2
+
+
+def test_tensorflow_profiler_agrees_with_the_onnx_count(framework_models: Path) -> None:
+    from conveyor.analyze.cli import analyze_tensorflow
+
+    onnx_count = analyze_onnx(framework_models / "model.onnx", batch=2)
+    tf_count = analyze_tensorflow(framework_models / "model.savedmodel", 2, {})
+    assert tf_count["params"] == onnx_count.params
+    assert tf_count["input_shapes"] == {"x": [2, 3, 32, 32]}
+    assert tf_count["per_batch"]["flops"] >= 2 * onnx_count.macs
+    # both count the elementwise work too (seen: 20 FLOPs apart in 6.9 M)
+    assert abs(tf_count["per_batch"]["flops"] - onnx_count.flops) / onnx_count.flops < 0.001

@@ -2,8 +2,8 @@
 activation bytes, bytes moved, arithmetic intensity), and this machine's measured
 ceilings (`--machine`).
 
-MODEL is a file (`.onnx`; `.pt2` / `.pt` with the torch extra) or a model directory of
-a repository (its newest version's model file).
+MODEL is a file (`.onnx`; `.pt2` / `.pt` with the torch extra), a SavedModel directory
+(the tensorflow extra), or a model directory of a repository (its newest version's).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from conveyor.analyze import machine, roofline
 from conveyor.analyze.onnx_model import AnalysisError, analyze_onnx
 
-MODEL_FILES = ("model.onnx", "model.pt2", "model.pt")
+MODEL_FILES = ("model.onnx", "model.pt2", "model.pt", "model.savedmodel")
 
 
 def add_parser(sub: Any) -> None:
@@ -55,16 +55,16 @@ def add_parser(sub: Any) -> None:
 
 
 def model_file(path: Path) -> Path:
-    if path.is_file():
+    if path.is_file() or (path / "saved_model.pb").is_file():
         return path
     if path.is_dir():
         versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit())
         for _, version in reversed(versions):
             for name in MODEL_FILES:
-                if (version / name).is_file():
+                if (version / name).exists():
                     return version / name
         for name in MODEL_FILES:
-            if (path / name).is_file():
+            if (path / name).exists():
                 return path / name
     raise AnalysisError(f"{path}: no model file ({', '.join(MODEL_FILES)}) found")
 
@@ -130,6 +130,61 @@ def analyze_torch(path: Path, batch: int, shapes: dict[str, list[int]]) -> dict[
         "weight_bytes": weight_bytes,
         "by_op_type": {k: {"flops": v} for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])},
         "counted": "torch's FlopCounterMode: matrix multiplies and convolutions only",
+    }
+
+
+def analyze_tensorflow(path: Path, batch: int, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """TensorFlow's own profiler (`float_operation`: every op with registered FLOP
+    statistics) over the serving signature, its variables frozen and its dynamic
+    dimensions fixed; parameters and weight bytes from the SavedModel's variables."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+    except ImportError:
+        raise AnalysisError(
+            "TensorFlow is not installed: pip install 'conveyor[tensorflow]'"
+        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = tf.saved_model.load(str(path))
+        function = loaded.signatures["serving_default"]
+        _, inputs = function.structured_input_signature
+        dims = {
+            name: shapes.get(name, [batch if d is None else d for d in spec.shape])
+            for name, spec in inputs.items()
+        }
+        if any(d is None for v in dims.values() for d in v):
+            raise AnalysisError(f"dynamic dimensions in {dims}: give them with --shape")
+        specs = {name: tf.TensorSpec(dims[name], spec.dtype) for name, spec in inputs.items()}
+
+        def serve(**feed: Any) -> Any:
+            return function(**feed)
+
+        concrete = tf.function(serve, autograph=False).get_concrete_function(**specs)
+        frozen = convert_variables_to_constants_v2(concrete)
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    flops = int(profile.total_float_ops)
+    variables = list(getattr(loaded, "variables", []))
+    return {
+        "schema": "conveyor.analyze/1",
+        "model": str(path),
+        "format": "tensorflow",
+        "batch": batch,
+        "input_shapes": dims,
+        "per_batch": {"flops": flops, "macs": flops // 2},
+        "per_item": {"flops": flops / batch, "macs": flops / 2 / batch},
+        "params": sum(int(v.shape.num_elements()) for v in variables),
+        "weight_bytes": sum(int(v.shape.num_elements()) * v.dtype.size for v in variables),
+        "by_op_type": {},
+        "counted": "TensorFlow's profiler (float_operation); MACs taken as half the FLOPs",
     }
 
 
@@ -230,6 +285,8 @@ def run(args: argparse.Namespace) -> int:
             shapes = _shapes(args.shape)
             if path.suffix == ".onnx":
                 doc = analyze_onnx(path, args.batch, shapes).to_json()
+            elif (path / "saved_model.pb").is_file():
+                doc = analyze_tensorflow(path, args.batch, shapes)
             else:
                 doc = analyze_torch(path, args.batch, shapes)
             show(doc, args.top)

@@ -237,13 +237,16 @@ def show_machine(doc: dict[str, Any]) -> None:
         ("cpu_bf16_gflops", "BF16 matmul, torch"),
         ("cuda_fp32_gflops", "FP32 matmul, CUDA"),
         ("cuda_bf16_gflops", "BF16 matmul, CUDA"),
+        ("cpu_int8_gops", "INT8 matmul, torch (GOP/s)"),
+        ("cuda_int8_gops", "INT8 matmul, CUDA (GOP/s)"),
     ):
         if key in doc:
             print(f"  {label:<24} {doc[key]:8.1f} GFLOP/s")
     bw = doc["bandwidth_gbs"]
     print(f"  bandwidth, triad         {bw['triad']:8.1f} GB/s")
     print(f"  bandwidth, copy          {bw['copy']:8.1f} GB/s")
-    print(f"  INT8: {doc['int8']}")
+    if "int8" in doc:
+        print(f"  INT8: {doc['int8']}")
 
 
 def roofline_of(doc: dict[str, Any], results: list[Path], refresh: bool) -> list[dict[str, Any]]:

@@ -31,7 +31,13 @@ import numpy as np
 from conveyor.batching.scheduler import Scheduler
 from conveyor.errors import ConveyorError, InvalidRequestError
 from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, TensorConfig
-from conveyor.runtimes.base import Backend, RequestRuntime, Runtime, TensorSpec, config_specs
+from conveyor.runtimes.base import (
+    Backend,
+    LoadedRuntime,
+    RequestRuntime,
+    Runtime,
+    config_specs,
+)
 
 Outputs = dict[str, np.ndarray]
 # (model, version ("" = default), inputs, outputs wanted) -> the step's outputs
@@ -281,7 +287,7 @@ async def _timed(call: Awaitable[Outputs]) -> tuple[Outputs, float, float]:
     return outputs, began, time.perf_counter() - began
 
 
-class PipelineRuntime(Runtime):
+class PipelineRuntime(LoadedRuntime):
     """Stands for an ensemble or pipeline in the repository (its tensors); it never
     executes itself. It owns the worker processes of a pipeline's function steps, each
     behind a scheduler of its own, started on first use."""
@@ -309,14 +315,6 @@ class PipelineRuntime(Runtime):
     def close(self) -> None:
         for scheduler in self._schedulers.values():
             scheduler.close()
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         raise ConfigError("an ensemble runs in the data plane, never on an instance")

@@ -59,6 +59,21 @@ class Runtime(ABC):
         """Release the instance's resources."""
 
 
+class LoadedRuntime(Runtime):
+    """A runtime whose tensors are fixed when it loads (the file-based runtimes)."""
+
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+
 # A decoupled model's answer to one request, delivered on the loop: outputs (or None),
 # the error that ends the request (or None), whether it is the last, response parameters.
 OnResponse = Callable[[Outputs | None, BaseException | None, bool, dict[str, Any]], None]
@@ -137,9 +152,12 @@ class Backend(ABC):
         """Prometheus text of the backend's own metrics (empty by default)."""
         return ""
 
-    @abstractmethod
     def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
         """The file a version directory must hold (raises FileNotFoundError)."""
+        path = version_dir / config.default_model_filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        return path
 
     @abstractmethod
     def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from conveyor.datatypes import ORT_TO_V2
 from conveyor.errors import InvalidRequestError
 from conveyor.repository.config import ModelConfig
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, LoadedRuntime, Runtime, TensorSpec
 
 log = logging.getLogger("conveyor.runtimes.onnx")
 
@@ -77,7 +77,7 @@ def _to_bytes(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(LoadedRuntime):
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
         self._inputs = [_spec(a) for a in session.get_inputs()]
@@ -85,14 +85,6 @@ class OnnxRuntime(Runtime):
         # ONNX Runtime's string tensors are UTF-8 text (Python str), ours are bytes
         self._text_inputs = {t.name for t in self._inputs if t.datatype == "BYTES"}
         self._text_outputs = {t.name for t in self._outputs if t.datatype == "BYTES"}
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         if self._text_inputs:
@@ -108,12 +100,6 @@ class OnnxRuntime(Runtime):
 
 class OnnxBackend(Backend):
     name = "onnxruntime"
-
-    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
-        path = version_dir / config.default_model_filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing")
-        return path
 
     def session_options(self, config: ModelConfig) -> ort.SessionOptions:
         opts = ort.SessionOptions()

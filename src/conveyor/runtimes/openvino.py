@@ -28,7 +28,7 @@ import numpy as np
 
 from conveyor.repository.config import ConfigError, ModelConfig
 from conveyor.repository.layout import model_path
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, LoadedRuntime, Runtime, TensorSpec
 
 log = logging.getLogger("conveyor.runtimes.openvino")
 
@@ -100,21 +100,13 @@ def _spec(port: Any) -> TensorSpec:
     return TensorSpec(port.get_any_name(), ELEMENT_TYPES[kind], shape)
 
 
-class OpenVinoRuntime(Runtime):
+class OpenVinoRuntime(LoadedRuntime):
     def __init__(self, compiled: Any) -> None:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._inputs = [_spec(p) for p in compiled.inputs]
         self._outputs = [_spec(p) for p in compiled.outputs]
         self._ports = {t.name: p for t, p in zip(self._outputs, compiled.outputs, strict=True)}
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         feed = {
@@ -133,12 +125,6 @@ class OpenVinoBackend(Backend):
 
     def __init__(self) -> None:
         self._shared: tuple[Path, Any] | None = None  # the version being loaded
-
-    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
-        path = version_dir / config.default_model_filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing")
-        return path
 
     def load(self, config: ModelConfig, version_dir: Path, instance_index: int) -> Runtime:
         ov = import_openvino()

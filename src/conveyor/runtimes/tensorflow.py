@@ -28,7 +28,7 @@ import numpy as np
 
 from conveyor.repository.config import ConfigError, ModelConfig
 from conveyor.repository.layout import check_inside_repository
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec
+from conveyor.runtimes.base import Backend, LoadedRuntime, Runtime, TensorSpec
 
 log = logging.getLogger("conveyor.runtimes.tensorflow")
 
@@ -87,7 +87,7 @@ def signature_specs(tf: Any, function: Any) -> tuple[list[TensorSpec], list[Tens
     )
 
 
-class TensorFlowRuntime(Runtime):
+class TensorFlowRuntime(LoadedRuntime):
     def __init__(self, loaded: Any, signature: str) -> None:
         self._tf = tf = import_tensorflow()
         self._loaded = loaded  # keeps the variables the functions use alive
@@ -100,14 +100,6 @@ class TensorFlowRuntime(Runtime):
                 self.signatures[name] = signature_specs(tf, function)
             except ConfigError as exc:
                 log.info("signature %r is not servable: %s", name, exc)
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         tf = self._tf

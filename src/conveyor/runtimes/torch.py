@@ -36,7 +36,7 @@ import numpy as np
 
 from conveyor.errors import InvalidRequestError
 from conveyor.repository.config import ConfigError, ModelConfig
-from conveyor.runtimes.base import Backend, Runtime, TensorSpec, config_specs
+from conveyor.runtimes.base import Backend, LoadedRuntime, Runtime, TensorSpec, config_specs
 
 log = logging.getLogger("conveyor.runtimes.torch")
 
@@ -116,7 +116,7 @@ def _spec_of(torch: Any, name: str, value: Any) -> TensorSpec:
     return TensorSpec(name, by_dtype[value.dtype], shape)
 
 
-class TorchRuntime(Runtime):
+class TorchRuntime(LoadedRuntime):
     def __init__(
         self,
         module: Any,
@@ -139,14 +139,6 @@ class TorchRuntime(Runtime):
         self._threads_set = False
         self._mode = torch.inference_mode if inference_mode else torch.no_grad
         self._dtypes = _dtypes(torch)
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _tensor(self, spec: TensorSpec, arr: np.ndarray) -> Any:
         torch = self._torch
@@ -200,12 +192,6 @@ class TorchRuntime(Runtime):
 
 class TorchBackend(Backend):
     name = "pytorch"
-
-    def model_file(self, config: ModelConfig, version_dir: Path) -> Path:
-        path = version_dir / config.default_model_filename
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing")
-        return path
 
     def threads(self, config: ModelConfig) -> int:
         value = _param(config, "INTRA_OP_THREAD_COUNT", "intra_op_thread_count")

@@ -39,6 +39,7 @@ from conveyor.errors import (
 from conveyor.runtimes.base import (
     BatchItem,
     Caller,
+    LoadedRuntime,
     NotStartedError,
     OnResponse,
     Outputs,
@@ -123,7 +124,7 @@ class _Link(asyncio.Protocol):
         self.runtime.on_lost()
 
 
-class PythonRuntime(RequestRuntime):
+class PythonRuntime(LoadedRuntime, RequestRuntime):
     def __init__(
         self,
         spec: WorkerSpec,
@@ -168,14 +169,6 @@ class PythonRuntime(RequestRuntime):
         self.completed_config: dict[str, Any] | None = None
 
     # --- Runtime ---------------------------------------------------------------------
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     @property
     def ready(self) -> bool:

@@ -44,6 +44,13 @@ def test_session_options_from_config() -> None:
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 
 
+def test_intra_op_spinning_from_config() -> None:
+    off = OnnxBackend().session_options(ModelConfig("m", parameters={"intra_op_spinning": "false"}))
+    assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    on = OnnxBackend().session_options(ModelConfig("m", parameters={"intra_op_spinning": "true"}))
+    assert on.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
 def test_load_and_run(tmp_path: Path) -> None:
     models.build_linear(tmp_path / "1" / "model.onnx")
     rt = OnnxBackend().load(ModelConfig("linear"), tmp_path / "1", 0)

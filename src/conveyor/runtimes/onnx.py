@@ -113,6 +113,10 @@ class OnnxBackend(Backend):
         opts.graph_optimization_level = _GRAPH_LEVELS.get(
             config.graph_optimization_level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         )
+        spinning = params.get("intra_op_spinning")
+        if spinning is not None:  # ORT's threads spin between ops by default
+            allow = str(spinning).strip().lower() in ("1", "true", "yes", "on")
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow else "0")
         opts.log_severity_level = 3
         return opts
 

@@ -364,8 +364,8 @@ class DataPlane:
         if mv.config.ensemble_steps:
             return await self._run_ensemble(mv, request, inputs, outputs, rows)
         context = None
-        if mv.scheduler.request_mode:
-            context = RequestContext(request.id, params, on_response)
+        if mv.scheduler.request_mode or request.timing is not None:
+            context = RequestContext(request.id, params, on_response, request.timing)
         results = await mv.scheduler.submit(
             inputs,
             outputs,
@@ -393,12 +393,20 @@ class DataPlane:
     ) -> InferResponse:
         """Each step through the data plane (its model's own scheduler and statistics);
         with the request parameter `step_timings: true`, each step's start and duration
-        (µs from the request's start) come back in the response's `step_timings`."""
+        (µs from the request's start), and its time queued and computing in its model's
+        scheduler, come back in the response's `step_timings`."""
 
-        async def call(model: str, version: str, feed: Outputs, wanted: list[str]) -> Outputs:
+        async def call(
+            model: str,
+            version: str,
+            feed: Outputs,
+            wanted: list[str],
+            timing: dict[str, float] | None = None,
+        ) -> Outputs:
             step = InferRequest(
                 model, feed, version, request.id, [RequestedOutput(o) for o in wanted]
             )
+            step.timing = timing
             return (await self.infer(step)).outputs
 
         timings: dict[str, dict[str, float]] | None = (

@@ -29,6 +29,9 @@ class InferRequest:
     # tensors in system shared memory: input name -> (ref, datatype, shape)
     shm_inputs: dict[str, tuple[ShmRef, str, tuple[int, ...]]] = field(default_factory=dict)
     shm_outputs: dict[str, ShmRef] = field(default_factory=dict)  # output name -> where
+    # when given, the scheduler writes the request's queue_us / compute_us / batch_rows
+    # into it (a pipeline step's own times, for `step_timings`)
+    timing: dict[str, float] | None = None
 
 
 @dataclass(slots=True)

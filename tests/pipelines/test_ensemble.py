@@ -170,6 +170,9 @@ def test_an_ensemble_of_python_and_onnx_steps(
     timings = json.loads(result.get_response()["parameters"]["step_timings"])
     assert set(timings) == {"0:pre", "1:add"}
     assert timings["1:add"]["start_us"] >= timings["0:pre"]["total_us"]  # add waited for pre
+    for step in timings.values():  # each step's time in its own model's scheduler
+        assert step["batch_rows"] == 2 and step["queue_us"] >= 0
+        assert 0 < step["compute_us"] <= step["total_us"]
     config = client.get_model_config("pipe")
     assert config["platform"] == "ensemble"
     assert [s["model_name"] for s in config["ensemble_scheduling"]["step"]] == ["pre", "add"]

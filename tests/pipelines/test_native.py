@@ -86,6 +86,26 @@ def test_a_branch_on_a_tensor_value_picks_the_step(server: ServerProcess) -> Non
     np.testing.assert_array_equal(call(server, x, 2), (-10 * x).reshape(1, 4))
 
 
+def test_step_timings_split_queue_and_compute(server: ServerProcess) -> None:
+    import json
+
+    client = httpclient.InferenceServerClient(server.url)
+    try:
+        inputs = [
+            httpclient.InferInput("X", [1, 4], "FP32"),
+            httpclient.InferInput("MODE", [1, 1], "INT32"),
+        ]
+        inputs[0].set_data_from_numpy(np.ones((1, 4), np.float32))
+        inputs[1].set_data_from_numpy(np.array([[1]], dtype=np.int32))
+        result = client.infer("route", inputs, parameters={"step_timings": True})
+    finally:
+        client.close()
+    timings = json.loads(result.get_response()["parameters"]["step_timings"])
+    assert len(timings) == 2  # the function step and the model step that ran
+    for step in timings.values():  # a function step's worker and a model's scheduler alike
+        assert step["queue_us"] >= 0 and 0 < step["compute_us"] <= step["total_us"]
+
+
 def test_a_failing_function_step_names_itself(server: ServerProcess) -> None:
     with pytest.raises(InferenceServerException, match=r"step 0 \('steps.py:scale'\).*x >= 0"):
         call(server, -np.ones(4, np.float32), 1)

@@ -34,6 +34,7 @@ from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, T
 from conveyor.runtimes.base import (
     Backend,
     LoadedRuntime,
+    RequestContext,
     RequestRuntime,
     Runtime,
     config_specs,
@@ -41,7 +42,9 @@ from conveyor.runtimes.base import (
 
 Outputs = dict[str, np.ndarray]
 # (model, version ("" = default), inputs, outputs wanted) -> the step's outputs
-StepCall = Callable[[str, str, Outputs, list[str]], Awaitable[Outputs]]
+# ... and, when given, a dict the step's scheduler fills with its queue/compute times
+StepCall = Callable[[str, str, Outputs, list[str], dict[str, float] | None], Awaitable[Outputs]]
+FunctionCall = Callable[[int, Outputs, list[str], dict[str, float] | None], Awaitable[Outputs]]
 Lookup = Callable[[str, str], ModelConfig]
 
 
@@ -211,7 +214,7 @@ async def run(
     wanted: list[str],
     call: StepCall,
     timings: dict[str, dict[str, float]] | None = None,
-    functions: Callable[[int, Outputs, list[str]], Awaitable[Outputs]] | None = None,
+    functions: FunctionCall | None = None,
 ) -> Outputs:
     """Run the graph for one request: each step as soon as its inputs exist; a step whose
     condition fails is skipped, and so is every step that reads what it would make."""
@@ -220,6 +223,7 @@ async def run(
     remaining = set(range(len(steps)))
     skipped: list[int] = []
     running: dict[asyncio.Task[tuple[Outputs, float, float]], int] = {}
+    step_times: dict[int, dict[str, float]] = {}
     start = time.perf_counter()
 
     def launch() -> None:
@@ -233,11 +237,12 @@ async def run(
                 continue
             feed = {m: tensors[t] for m, t in step.input_map.items()}
             outputs = list(step.output_map)
+            timing = step_times.setdefault(i, {}) if timings is not None else None
             if step.function:
                 assert functions is not None
-                pending = functions(i, feed, outputs)
+                pending = functions(i, feed, outputs, timing)
             else:
-                pending = call(step.model_name, _version(step), feed, outputs)
+                pending = call(step.model_name, _version(step), feed, outputs, timing)
             running[asyncio.ensure_future(_timed(pending))] = i
 
     try:
@@ -259,6 +264,7 @@ async def run(
                     timings[f"{i}:{step.model_name}"] = {
                         "start_us": round((began - start) * 1e6, 1),
                         "total_us": round(took * 1e6, 1),
+                        **step_times.get(i, {}),  # queue_us, compute_us, batch_rows
                     }
                 for model_output, tensor in step.output_map.items():
                     if model_output not in outputs:
@@ -305,12 +311,15 @@ class PipelineRuntime(LoadedRuntime):
             self._schedulers[i] = Scheduler(fn_config, 1, [runtime])
         self._started = False
 
-    async def call_function(self, index: int, feed: Outputs, wanted: list[str]) -> Outputs:
+    async def call_function(
+        self, index: int, feed: Outputs, wanted: list[str], timing: dict[str, float] | None = None
+    ) -> Outputs:
         if not self._started:
             self._started = True
             for scheduler in self._schedulers.values():
                 scheduler.start(asyncio.get_running_loop())
-        return await self._schedulers[index].submit(feed, wanted, 1, ())
+        context = RequestContext(timing=timing)
+        return await self._schedulers[index].submit(feed, wanted, 1, (), context=context)
 
     def close(self) -> None:
         for scheduler in self._schedulers.values():

@@ -86,6 +86,7 @@ class RequestContext:
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     on_response: OnResponse | None = None  # decoupled models only
+    timing: dict[str, float] | None = None  # filled by the scheduler: see InferRequest.timing
 
 
 @dataclass(slots=True)

@@ -19,8 +19,7 @@ from conveyor.errors import (
     ConveyorError,
     InvalidRequestError,
     ModelLoadError,
-    QueueFullError,
-    RequestTimeoutError,
+    failure_reason,
 )
 from conveyor.pipelines import ensemble
 from conveyor.pipelines.ensemble import PipelineRuntime
@@ -121,8 +120,24 @@ class DataPlane:
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
         return to_triton_json(self.repository.get(name, version).config)
 
+    def function_steps(self) -> list[ModelVersion]:
+        """A native pipeline's function steps as model versions of their own (named
+        `pipeline:function`), for the statistics API and /metrics: they run behind
+        schedulers of their own, outside the repository."""
+        out = []
+        for entry in self.repository.models.values():
+            for mv in entry.versions.values():
+                runtimes = mv.scheduler.runtimes
+                if runtimes and isinstance(runtimes[0], PipelineRuntime):
+                    out += [
+                        ModelVersion(s.config.name, mv.version, s.config, s)
+                        for s in runtimes[0].function_steps
+                    ]
+        return out
+
     def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
-        """Triton's statistics for one model version, every version of a model, or all."""
+        """Triton's statistics for one model version, every version of a model, or all
+        (a native pipeline's function steps included, as `pipeline:function`)."""
         if name:
             if version:
                 versions = [self.repository.get(name, version)]
@@ -133,6 +148,7 @@ class DataPlane:
             versions = [
                 mv for entry in self.repository.models.values() for mv in entry.versions.values()
             ]
+            versions += self.function_steps()
         return [
             mv.scheduler.stats.to_triton(mv.name, mv.version_str)
             for mv in sorted(versions, key=lambda m: (m.name, m.version))
@@ -445,19 +461,6 @@ class DataPlane:
                 )
             names.append(out.name)
         return names
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The `reason` label of a failed request."""
-    if isinstance(exc, QueueFullError):
-        return "rejected"
-    if isinstance(exc, RequestTimeoutError):
-        return "timeout"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(exc, ConveyorError) and 400 <= exc.status < 500:
-        return "bad_request"
-    return "internal"
 
 
 def _int_param(params: dict[str, Any], name: str) -> int:

@@ -22,6 +22,7 @@ Every error a client can see carries its HTTP status; transports render it
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 
 
@@ -100,3 +101,16 @@ GRPC_CODES: dict[int, str] = {
     HTTPStatus.SERVICE_UNAVAILABLE: "UNAVAILABLE",
     HTTPStatus.INTERNAL_SERVER_ERROR: "INTERNAL",
 }
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The `reason` label of a failed request."""
+    if isinstance(exc, QueueFullError):
+        return "rejected"
+    if isinstance(exc, RequestTimeoutError):
+        return "timeout"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, ConveyorError) and 400 <= exc.status < 500:
+        return "bad_request"
+    return "internal"

@@ -106,6 +106,24 @@ def test_step_timings_split_queue_and_compute(server: ServerProcess) -> None:
         assert step["queue_us"] >= 0 and 0 < step["compute_us"] <= step["total_us"]
 
 
+def test_function_steps_have_statistics_and_metrics(server: ServerProcess) -> None:
+    import orjson
+
+    call(server, np.ones(4, np.float32), 1)
+    status, _, raw = server.request("GET", "/v2/models/stats")
+    assert status == 200
+    stats = {s["name"]: s for s in orjson.loads(raw)["model_stats"]}
+    assert stats["route:scale"]["inference_stats"]["success"]["count"] >= 1
+    assert stats["route:scale"]["inference_stats"]["compute_infer"]["ns"] > 0
+    status, _, raw = server.request("GET", "/metrics")
+    if status == 404:  # metrics on their own port
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
+            raw = r.read()
+    assert 'conveyor_request_success_total{model="route:scale",version="1"}' in raw.decode()
+
+
 def test_a_failing_function_step_names_itself(server: ServerProcess) -> None:
     with pytest.raises(InferenceServerException, match=r"step 0 \('steps.py:scale'\).*x >= 0"):
         call(server, -np.ones(4, np.float32), 1)

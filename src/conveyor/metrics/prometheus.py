@@ -144,6 +144,7 @@ def render(dataplane: DataPlane, gpus: GpuMonitor | None = None) -> bytes:
         for name, entry in sorted(dataplane.repository.models.items())
         for _, mv in sorted(entry.versions.items())
     ]
+    versions += [(mv.name, mv) for mv in dataplane.function_steps()]  # pipeline:function
 
     def per_version(metric: str, kind: str, help_text: str, value: Any) -> None:
         out.family(metric, kind, help_text)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.batching.scheduler import Scheduler
-from conveyor.errors import ConveyorError, InvalidRequestError
+from conveyor.errors import ConveyorError, InvalidRequestError, failure_reason
 from conveyor.repository.config import ConfigError, EnsembleStep, ModelConfig, TensorConfig
 from conveyor.runtimes.base import (
     Backend,
@@ -318,8 +318,23 @@ class PipelineRuntime(LoadedRuntime):
             self._started = True
             for scheduler in self._schedulers.values():
                 scheduler.start(asyncio.get_running_loop())
-        context = RequestContext(timing=timing)
-        return await self._schedulers[index].submit(feed, wanted, 1, (), context=context)
+        scheduler = self._schedulers[index]
+        start = time.perf_counter_ns()
+        try:
+            outputs = await scheduler.submit(
+                feed, wanted, 1, (), context=RequestContext(timing=timing)
+            )
+        except BaseException as exc:
+            elapsed = time.perf_counter_ns() - start
+            scheduler.stats.record_request(False, elapsed, failure_reason(exc))
+            raise
+        scheduler.stats.record_request(True, time.perf_counter_ns() - start)
+        return outputs
+
+    @property
+    def function_steps(self) -> list[Scheduler]:
+        """The schedulers of the function steps (each named `pipeline:function`)."""
+        return [self._schedulers[i] for i in sorted(self._schedulers)]
 
     def close(self) -> None:
         for scheduler in self._schedulers.values():

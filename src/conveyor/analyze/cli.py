@@ -116,20 +116,34 @@ def analyze_torch(path: Path, batch: int, shapes: dict[str, list[int]]) -> dict[
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(*args)
-    flops = int(counter.get_total_flops())
     per_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    doc = _counted(path, "torch", batch, dims, int(counter.get_total_flops()), params, weight_bytes)
+    doc["by_op_type"] = {k: {"flops": v} for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
+    doc["counted"] = "torch's FlopCounterMode: matrix multiplies and convolutions only"
+    return doc
+
+
+def _counted(
+    path: Path,
+    fmt: str,
+    batch: int,
+    dims: dict[str, Any],
+    flops: int,
+    params: int,
+    weight_bytes: int,
+) -> dict[str, Any]:
+    """The analysis document of a framework's own FLOP counter (no bytes moved)."""
     return {
         "schema": "conveyor.analyze/1",
         "model": str(path),
-        "format": "torch",
+        "format": fmt,
         "batch": batch,
         "input_shapes": dims,
         "per_batch": {"flops": flops, "macs": flops // 2},
         "per_item": {"flops": flops / batch, "macs": flops / 2 / batch},
         "params": params,
         "weight_bytes": weight_bytes,
-        "by_op_type": {k: {"flops": v} for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])},
-        "counted": "torch's FlopCounterMode: matrix multiplies and convolutions only",
+        "by_op_type": {},
     }
 
 
@@ -171,21 +185,14 @@ def analyze_tensorflow(path: Path, batch: int, shapes: dict[str, list[int]]) -> 
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
         profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
-    flops = int(profile.total_float_ops)
     variables = list(getattr(loaded, "variables", []))
-    return {
-        "schema": "conveyor.analyze/1",
-        "model": str(path),
-        "format": "tensorflow",
-        "batch": batch,
-        "input_shapes": dims,
-        "per_batch": {"flops": flops, "macs": flops // 2},
-        "per_item": {"flops": flops / batch, "macs": flops / 2 / batch},
-        "params": sum(int(v.shape.num_elements()) for v in variables),
-        "weight_bytes": sum(int(v.shape.num_elements()) * v.dtype.size for v in variables),
-        "by_op_type": {},
-        "counted": "TensorFlow's profiler (float_operation); MACs taken as half the FLOPs",
-    }
+    params = sum(int(v.shape.num_elements()) for v in variables)
+    weight_bytes = sum(int(v.shape.num_elements()) * v.dtype.size for v in variables)
+    doc = _counted(
+        path, "tensorflow", batch, dims, int(profile.total_float_ops), params, weight_bytes
+    )
+    doc["counted"] = "TensorFlow's profiler (float_operation); MACs taken as half the FLOPs"
+    return doc
 
 
 def _num(x: float, unit: str = "") -> str:

@@ -442,14 +442,14 @@ class Scheduler:
             infer_ns=result.infer_ns,
             output_ns=result.output_ns,
         )
-        compute_us = (result.input_ns + result.infer_ns + result.output_ns) / 1000
-        rows = sum(item.rows for item in batch)
-        for item in batch:
+        for item in batch:  # pipeline steps asking for their times (step_timings)
             if item.context is not None and item.context.timing is not None:
                 item.context.timing.update(
                     queue_us=round((item.dispatch_ns - item.enqueue_ns) / 1000, 1),
-                    compute_us=round(compute_us, 1),
-                    batch_rows=rows,
+                    compute_us=round(
+                        (result.input_ns + result.infer_ns + result.output_ns) / 1000, 1
+                    ),
+                    batch_rows=sum(i.rows for i in batch),
                 )
 
     def _measure(self, result: BatchResult) -> None:

@@ -147,9 +147,7 @@ def validate(config: ModelConfig, lookup: Lookup) -> None:
             model = lookup(step.model_name, _version(step))
         except ConveyorError as exc:
             raise ConfigError(f"{_label(i, step)}: {exc.message}") from None
-        step_configs.append(model)
-        if model.ensemble_steps:
-            pass  # an ensemble may be a step: its own config was validated when it loaded
+        step_configs.append(model)  # an ensemble may be a step: validated when it loaded
         step_batched = model.max_batch_size > 0
         for model_output, tensor in step.output_map.items():
             out = model.output(model_output)

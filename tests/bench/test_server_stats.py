@@ -38,3 +38,25 @@ def test_deltas_and_model_filter() -> None:
     assert h["count"] == 20 and h["sum"] == 2.0 and h["mean"] == 0.1
     assert out["gauges"]['x_pending{model="a"}'] == 7
     assert probe.delta(None, parse_prometheus(AFTER))["error"] == "could not scrape"
+
+
+def test_breakdown_per_request_and_how_busy_each_step_was() -> None:
+    """Per-request means from count/ns deltas; `busy` from each execution's compute
+    (batch_stats) over the window, so a saturated stage reads ~1.0 and an idle one less."""
+    from conveyor.bench.server_stats import FIELDS, StatsProbe
+
+    def totals(n: int, busy_ms: int) -> dict[str, object]:
+        t: dict[str, object] = {f: [n, n * 2_000_000] for f in FIELDS}
+        t["busy_ns"] = busy_ms * 1_000_000
+        return t
+
+    before = {**totals(0, 0), "at_ns": 0, "steps": {"p:decode": totals(0, 0), "m": totals(0, 0)}}
+    after = {
+        **totals(10, 0),
+        "at_ns": 1_000_000_000,
+        "steps": {"p:decode": totals(10, 990), "m": totals(10, 400)},
+    }
+    out = StatsProbe.breakdown(before, after, client_mean_ms=2.5)
+    assert out["request_us"] == 2000.0 and out["transmission_us"] == 500.0
+    assert out["steps"]["p:decode"]["busy"] == 0.99 and out["steps"]["m"]["busy"] == 0.4
+    assert out["steps"]["m"]["compute_infer_us"] == 2000.0

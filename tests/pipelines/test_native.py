@@ -4,10 +4,12 @@ branch on a tensor's value, beside a real ONNX model step."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+import yaml
 from tritonclient.utils import InferenceServerException
 
 from conveyor.repository.config import ConfigError, parse_config
@@ -40,6 +42,7 @@ STEPS = """
 import os
 
 import numpy as np
+import yaml
 
 
 def scale(inputs):
@@ -53,6 +56,38 @@ def negate(inputs):
 """
 
 
+# a function step with two worker processes; `hold` keeps X == 1 until told to go
+FANOUT = """
+platform: pipeline
+max_batch_size: 0
+input: [{name: X, data_type: TYPE_INT32, dims: [1]}]
+output: [{name: PID, data_type: TYPE_INT64, dims: [1]}]
+pipeline:
+  steps:
+    - {function: "held.py:hold", instances: 2, inputs: {x: X}, outputs: {pid: PID}}
+"""
+
+HELD = """
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).parent
+
+
+def hold(inputs):
+    if int(inputs["x"][0]) == 1:
+        (HERE / "started").write_text("")
+        deadline = time.monotonic() + 60
+        while not (HERE / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return {"pid": np.array([os.getpid()], dtype=np.int64)}
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     repo = tmp_path_factory.mktemp("native") / "repo"
@@ -60,6 +95,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (repo / "route" / "1").mkdir(parents=True)
     (repo / "route" / "1" / "steps.py").write_text(STEPS)
     (repo / "route" / "config.yaml").write_text(PIPELINE)
+    (repo / "fanout" / "1").mkdir(parents=True)
+    (repo / "fanout" / "1" / "held.py").write_text(HELD)
+    (repo / "fanout" / "config.yaml").write_text(FANOUT)
     proc = ServerProcess(repo, log_dir=tmp_path_factory.mktemp("logs")).start()
     yield proc
     assert proc.stop() == 0, proc.log()
@@ -142,3 +180,66 @@ def test_pipeline_config_errors() -> None:
         parse("platform: pipeline\npipeline: {steps: [{function: steps.txt}]}")
     with pytest.raises(ConfigError, match="one of equals / not_equals"):
         parse("platform: pipeline\npipeline: {steps: [{model: m, when: {tensor: T}}]}")
+
+
+def test_bench_breaks_a_pipeline_down_with_its_function_steps(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """`conveyor bench` on a native pipeline: the model steps and the function steps that
+    ran (under their statistics names, `pipeline:function`), a BYTES-free input here."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "result.json"
+    data = tmp_path / "inputs.json"
+    data.write_text(json.dumps({"X": [[1, 2, 3, 4]], "MODE": [[1]]}))
+    cmd = [sys.executable, "-m", "conveyor.cli", "bench", f"http://{server.url}", "--model",
+           "route", "--input-data", str(data), "--requests", "20", "--warmup", "0",
+           "--live", "off", "--output", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = json.loads(out.read_text())["server"]["steps"]
+    assert list(steps) == ["route:scale", "add", "route:negate"]
+    assert steps["route:scale"]["requests"] >= 20 and steps["route:scale"]["compute_infer_us"] > 0
+    assert steps["add"]["requests"] >= 20
+    assert steps["route:negate"]["requests"] == 0  # MODE 1: the other branch
+    assert "step route:scale us: request" in proc.stdout
+
+
+def test_a_function_step_with_two_instances_runs_on_both(server: ServerProcess) -> None:
+    """While one worker holds a request, the next goes to the other worker process."""
+    import threading
+    import time
+
+    version_dir = server.repo / "fanout" / "1"
+
+    def pid_of(x: int) -> int:
+        client = httpclient.InferenceServerClient(server.url, network_timeout=120)
+        try:
+            tensor = httpclient.InferInput("X", [1], "INT32")
+            tensor.set_data_from_numpy(np.array([x], dtype=np.int32))
+            return int(client.infer("fanout", [tensor]).as_numpy("PID")[0])
+        finally:
+            client.close()
+
+    held: list[int] = []
+    first = threading.Thread(target=lambda: held.append(pid_of(1)))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not (version_dir / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (version_dir / "started").exists()
+    other = pid_of(0)  # the held worker is busy: the other one answers
+    (version_dir / "go").write_text("")
+    first.join(60)
+    assert held and held[0] != other
+
+
+def test_function_step_instances_are_checked() -> None:
+    bad = FANOUT.replace("instances: 2", "instances: 0")
+    with pytest.raises(ConfigError, match="'instances' is for function steps, 1 to 64"):
+        parse_config(yaml.safe_load(bad), "fanout")
+    on_a_model = PIPELINE.replace("model: add", "model: add\n      instances: 2")
+    with pytest.raises(ConfigError, match="'instances' is for function steps"):
+        parse_config(yaml.safe_load(on_a_model), "route")

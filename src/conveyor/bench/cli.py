@@ -236,6 +236,7 @@ def _print(result: dict[str, Any]) -> None:
                 + "  ".join(
                     f"{k.removesuffix('_us')} {v:g}" for k, v in step.items() if k.endswith("_us")
                 )
+                + (f"  busy {step['busy']:.0%}" if "busy" in step else "")
             )
     prom = result.get("prometheus")
     if prom and "error" not in prom:

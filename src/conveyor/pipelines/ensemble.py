@@ -294,19 +294,19 @@ async def _timed(call: Awaitable[Outputs]) -> tuple[Outputs, float, float]:
 class PipelineRuntime(LoadedRuntime):
     """Stands for an ensemble or pipeline in the repository (its tensors); it never
     executes itself. It owns the worker processes of a pipeline's function steps, each
-    behind a scheduler of its own, started on first use."""
+    step's (`instances` of them) behind a scheduler of its own, started on first use."""
 
-    def __init__(self, config: ModelConfig, functions: dict[int, RequestRuntime]) -> None:
+    def __init__(self, config: ModelConfig, functions: dict[int, list[RequestRuntime]]) -> None:
         self._inputs, self._outputs = config_specs(config)
         self._schedulers: dict[int, Scheduler] = {}
-        for i, runtime in functions.items():
+        for i, runtimes in functions.items():
             step = config.ensemble_steps[i]
             fn_config = ModelConfig(
                 name=f"{config.name}:{step.model_name.rpartition(':')[2]}",
                 backend="python",
                 max_batch_size=0,
             )
-            self._schedulers[i] = Scheduler(fn_config, 1, [runtime])
+            self._schedulers[i] = Scheduler(fn_config, 1, list(runtimes))
         self._started = False
 
     async def call_function(
@@ -365,17 +365,20 @@ class EnsembleBackend(Backend):
             raise ConfigError("ensembles need the data plane (not wired in)")
         if instance_index == 0:
             validate(config, self.lookup)
-        functions: dict[int, RequestRuntime] = {}
+        functions: dict[int, list[RequestRuntime]] = {}
         try:
             for i, step in enumerate(config.ensemble_steps):
                 if step.function and instance_index == 0:
                     if self.python is None:
                         raise ConfigError("function steps need the Python backend")
-                    functions[i] = self.python.function_runtime(
-                        config, version_dir, step.model_name
-                    )
+                    functions[i] = []
+                    for k in range(step.instances):
+                        functions[i].append(
+                            self.python.function_runtime(config, version_dir, step.model_name, k)
+                        )
         except Exception:
-            for runtime in functions.values():
-                runtime.close()
+            for runtimes in functions.values():
+                for runtime in runtimes:
+                    runtime.close()
             raise
         return PipelineRuntime(config, functions)

@@ -61,6 +61,8 @@ def to_bytes(arr: np.ndarray) -> Chunk:
     """The raw bytes of a tensor (a view for fixed-size types)."""
     if arr.dtype.kind in "OSU":
         return serialize_bytes(arr)  # one implementation, shared with Python workers
+    if not arr.size:  # a view with a 0 in its shape cannot be cast
+        return memoryview(b"")
     return np.ascontiguousarray(arr).data.cast("B")
 
 

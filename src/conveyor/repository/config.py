@@ -73,6 +73,7 @@ class EnsembleStep:
     # native pipelines only: a Python function of the pipeline's directory, and a condition
     function: bool = False
     when: tuple[str, str, Any] | None = None  # (tensor, "equals" | "not_equals", value)
+    instances: int = 1  # a function step's worker processes
 
 
 @dataclass(slots=True)
@@ -282,7 +283,8 @@ def _pipeline_steps(raw: Any) -> list[EnsembleStep]:
     """Conveyor's native pipeline: `pipeline: {steps: [...]}`, each step a `model` (with
     an optional `version`) or a `function: FILE.py:NAME` of the pipeline's version
     directory, with `inputs` / `outputs` maps (step tensor -> pipeline tensor) and an
-    optional `when: {tensor: T, equals: V}` (or `not_equals`)."""
+    optional `when: {tensor: T, equals: V}` (or `not_equals`); a function step may ask
+    for `instances: N` worker processes (default 1)."""
     steps = []
     for i, step in enumerate(_as_list((raw or {}).get("steps"))):
         if not isinstance(step, dict) or bool(step.get("model")) == bool(step.get("function")):
@@ -297,12 +299,18 @@ def _pipeline_steps(raw: Any) -> list[EnsembleStep]:
                 )
             when = (str(cond["tensor"]), ops[0], cond[ops[0]])
         function = step.get("function")
+        instances = _int(step.get("instances", 1), f"step {i} instances")
         if function is not None:
             file, _, name = str(function).rpartition(":")
             if not file.endswith(".py") or not name.isidentifier():
                 raise ConfigError(
                     f"pipeline step {i}: function {function!r} must be 'FILE.py:NAME'"
                 )
+        if instances != 1 and (function is None or not 1 <= instances <= 64):
+            raise ConfigError(
+                f"pipeline step {i}: 'instances' is for function steps, 1 to 64 "
+                f"(a model step's instances are its model's instance_group)"
+            )
         steps.append(
             EnsembleStep(
                 model_name=str(function or step["model"]),
@@ -311,6 +319,7 @@ def _pipeline_steps(raw: Any) -> list[EnsembleStep]:
                 output_map=_str_map(step.get("outputs"), f"step {i} outputs"),
                 function=function is not None,
                 when=when,
+                instances=instances,
             )
         )
     if not steps:
@@ -506,6 +515,7 @@ def to_triton_json(c: ModelConfig) -> dict[str, Any]:
                         if s.when is not None
                         else {}
                     ),
+                    **({"instances": s.instances} if s.instances != 1 else {}),
                 }
                 for s in c.ensemble_steps
             ]

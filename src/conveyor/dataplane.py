@@ -21,6 +21,7 @@ from conveyor.errors import (
     ModelLoadError,
     failure_reason,
 )
+from conveyor.limits import Limits
 from conveyor.pipelines import ensemble
 from conveyor.pipelines.ensemble import PipelineRuntime
 from conveyor.protocol.tensors import from_bytes, to_bytes
@@ -60,6 +61,7 @@ class DataPlane:
         self.drain_timeout_s = 30.0
         self._control = asyncio.Lock()  # one load/unload at a time
         self.access_log = False
+        self.limits = Limits()  # request limits (conveyor.limits), set by the server
 
     # --- health and metadata ---------------------------------------------------------
 
@@ -254,6 +256,7 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
+        self.limits.check_request(request)
         if mv.config.decoupled:
             return await self._infer_decoupled_once(request)
         start = time.perf_counter_ns()
@@ -312,6 +315,7 @@ class DataPlane:
         parameter `triton_final_response` (with no outputs if the model's final send had
         none). A model that is not decoupled yields its one response, marked final."""
         mv = self.repository.get(request.model, request.version)
+        self.limits.check_request(request)
         if not mv.config.decoupled:
             response = await self.infer(request)
             response.parameters["triton_final_response"] = True

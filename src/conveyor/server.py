@@ -13,10 +13,12 @@ from conveyor.grpc.process import GrpcFrontProcess
 from conveyor.grpc.server import GrpcServer
 from conveyor.http.rest import RestApp
 from conveyor.http.server import HttpRequest, HttpResponse, HttpServer, error_response
+from conveyor.limits import Limits
 from conveyor.metrics.prometheus import GpuMonitor, render
 from conveyor.repository.autocomplete import DEFAULT_MAX_BATCH_SIZE
 from conveyor.repository.manager import ModelRepository
 from conveyor.runtimes.base import Backend
+from conveyor.security import METRICS, Security, Tls
 
 log = logging.getLogger("conveyor.server")
 
@@ -64,6 +66,9 @@ class ServerOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     default_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     backends: dict[str, Backend] | None = field(default=None, compare=False)
+    limits: Limits = field(default_factory=Limits)  # conveyor.limits
+    security: Security | None = None  # tokens (conveyor.security); None: open
+    tls: Tls | None = None  # TLS on every listener
 
 
 class Server:
@@ -81,13 +86,28 @@ class Server:
         self.dataplane.model_control_mode = options.model_control_mode
         self.dataplane.drain_timeout_s = options.exit_timeout_secs
         self.dataplane.access_log = options.access_log
+        self.dataplane.limits = options.limits
+        security = options.security if options.security and options.security.enabled else None
+        self.security = security
+        ssl_context = options.tls.http_context() if options.tls is not None else None
         self.http = HttpServer(
-            RestApp(self.dataplane), options.host, options.http_port, options.max_request_bytes
+            RestApp(self.dataplane, security),
+            options.host,
+            options.http_port,
+            options.max_request_bytes,
+            ssl_context=ssl_context,
+            max_header_bytes=options.limits.max_header_bytes,
         )
         self.gpus = GpuMonitor()
         self._poller: asyncio.Task[None] | None = None
         self.metrics = (
-            HttpServer(self._metrics_app, options.host, options.metrics_port, 1 << 16)
+            HttpServer(
+                self._metrics_app,
+                options.host,
+                options.metrics_port,
+                1 << 16,
+                ssl_context=ssl_context,
+            )
             if options.allow_metrics
             else None
         )
@@ -99,6 +119,8 @@ class Server:
                 options.grpc_port,
                 options.max_request_bytes,
                 options.exit_timeout_secs,
+                security,
+                options.tls,
             )
         elif options.allow_grpc:
             self.grpc = GrpcServer(
@@ -107,6 +129,8 @@ class Server:
                 options.grpc_port,
                 options.max_request_bytes,
                 same_loop=options.grpc_front == "loop",
+                security=security,
+                tls=options.tls,
             )
 
     async def _metrics_app(self, request: HttpRequest) -> HttpResponse:
@@ -114,6 +138,10 @@ class Server:
             return error_response(404, f"no route for {request.path} (try /metrics)")
         if request.method != "GET":
             return error_response(405, "use GET")
+        if self.security is not None:
+            denied = self.security.check(METRICS, request.headers.get("authorization"))
+            if denied is not None:
+                return error_response(denied.status, denied.message, denied.headers or None)
         body = render(self.dataplane, self.gpus)
         return HttpResponse(200, [body], "text/plain; version=0.0.4; charset=utf-8")
 
@@ -151,6 +179,17 @@ class Server:
             log.info(
                 "metrics (Prometheus) listening on %s:%d", self.options.host, self.metrics.port
             )
+        if self.security is not None:
+            s = self.security
+            log.info(
+                "bearer tokens required: data plane %s, control APIs %s; open: %s",
+                "on" if s.data_tokens else "off",
+                "separate token" if s.control_tokens else "the data token",
+                ", ".join(sorted(s.exempt)) or "nothing",
+            )
+        if self.options.tls is not None:
+            mutual = " with client certificates" if self.options.tls.client_ca_file else ""
+            log.info("TLS on every listener%s", mutual)
         names = self._models_to_load()
         if names == []:
             log.info("explicit model control with no --load-model: no model loaded")

@@ -30,6 +30,7 @@ import httptools
 
 from conveyor import logs
 from conveyor.grpc import inference_pb2 as pb
+from conveyor.grpc.auth import AuthInterceptor
 from conveyor.grpc.bridge import (
     CONTENT_TYPE,
     HEALTH_CHECK,
@@ -38,6 +39,7 @@ from conveyor.grpc.bridge import (
     service_methods,
 )
 from conveyor.grpc.streams import as_completed
+from conveyor.security import Security, SecurityError, Tls
 
 log = logging.getLogger("conveyor.grpc")
 
@@ -287,16 +289,31 @@ class Front:
 
 async def serve(args: argparse.Namespace) -> int:
     upstream = Upstream(args.upstream)
+    try:
+        security = (
+            Security.from_sources(args.auth_token_file, args.control_token_file, args.auth_exempt)
+            if args.auth == "on"
+            else None
+        )
+        tls = Tls.from_args(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    except SecurityError as exc:
+        print(f"gRPC front: {exc}", file=sys.stderr, flush=True)
+        return 1
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", args.max_message_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[AuthInterceptor(security)] if security is not None else None,
     )
     server.add_generic_rpc_handlers(Front(upstream).handlers())
     try:
-        port = server.add_insecure_port(f"{args.host}:{args.port}")
+        address = f"{args.host}:{args.port}"
+        if tls is not None:
+            port = server.add_secure_port(address, tls.grpc_credentials())
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -332,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-pid", type=int, default=os.getppid())
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-format", default="text")
+    p.add_argument("--auth", choices=("on", "off"), default="off")
+    p.add_argument("--auth-token-file")
+    p.add_argument("--control-token-file")
+    p.add_argument("--auth-exempt", default="health,metrics")
+    p.add_argument("--tls-cert-file")
+    p.add_argument("--tls-key-file")
+    p.add_argument("--tls-client-ca-file")
     args = p.parse_args(argv)
     logs.configure(args.log_level, args.log_format)
     try:

@@ -27,6 +27,7 @@ from conveyor.dataplane import DataPlane
 from conveyor.grpc.bridge import BridgeApp
 from conveyor.grpc.service import InferenceService
 from conveyor.http.server import HttpServer
+from conveyor.security import Security, Tls
 
 log = logging.getLogger("conveyor.grpc")
 
@@ -41,8 +42,12 @@ class GrpcFrontProcess:
         port: int,
         max_message_bytes: int,
         exit_timeout_s: float = 30.0,
+        security: Security | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.security = security if security is not None and security.enabled else None
+        self.tls = tls
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -75,6 +80,22 @@ class GrpcFrontProcess:
         await self._spawn()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
+    def _security_args(self) -> list[str]:
+        """Where the front finds the tokens (their files; the environment it inherits)
+        and the TLS files: paths only, never a token on a command line."""
+        args: list[str] = []
+        if self.security is not None:
+            args += ["--auth", "on", "--auth-exempt", ",".join(sorted(self.security.exempt))]
+            if self.security.data_token_file:
+                args += ["--auth-token-file", self.security.data_token_file]
+            if self.security.control_token_file:
+                args += ["--control-token-file", self.security.control_token_file]
+        if self.tls is not None:
+            args += ["--tls-cert-file", self.tls.cert_file, "--tls-key-file", self.tls.key_file]
+            if self.tls.client_ca_file:
+                args += ["--tls-client-ca-file", self.tls.client_ca_file]
+        return args
+
     async def _spawn(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -96,6 +117,7 @@ class GrpcFrontProcess:
             logs.get_level(),
             "--log-format",
             logs.current_format(),
+            *self._security_args(),
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the front
         )

@@ -24,7 +24,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from conveyor.dataplane import DataPlane
 from conveyor.grpc import inference_pb2_grpc as pb_grpc
+from conveyor.grpc.auth import AuthInterceptor
 from conveyor.grpc.service import InferenceService, run_on
+from conveyor.security import Security, Tls
 
 log = logging.getLogger("conveyor.grpc")
 
@@ -49,8 +51,12 @@ class GrpcServer:
         port: int,
         max_message_bytes: int,
         same_loop: bool = False,
+        security: Security | None = None,
+        tls: Tls | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.security = security if security is not None and security.enabled else None
+        self.tls = tls
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -79,13 +85,19 @@ class GrpcServer:
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
         ]
-        self._server = grpc.aio.server(options=options)
+        interceptors = [AuthInterceptor(self.security)] if self.security is not None else None
+        self._server = grpc.aio.server(options=options, interceptors=interceptors)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InferenceService(self.dataplane, home), self._server
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        self.port = self._server.add_insecure_port(f"{self.host}:{self.port}")
+        address = f"{self.host}:{self.port}"
+        if self.tls is not None:
+            credentials = self.tls.grpc_credentials()
+            self.port = self._server.add_secure_port(address, credentials)
+        else:
+            self.port = self._server.add_insecure_port(address)
         await self._server.start()
         await self._set_serving(False)
 

@@ -37,6 +37,7 @@ from conveyor.errors import (
 from conveyor.http.server import HttpRequest, HttpResponse, error_response, json_response
 from conveyor.http.tfserving import TfServingApp
 from conveyor.protocol import v2
+from conveyor.security import Security, http_group
 from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
 
 log = logging.getLogger("conveyor.http")
@@ -65,11 +66,18 @@ def _method(request: HttpRequest, *allowed: str) -> None:
 
 
 class RestApp:
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, security: Security | None = None) -> None:
         self.dataplane = dataplane
         self.tfserving = TfServingApp(dataplane)
+        self.security = security if security is not None and security.enabled else None
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self.security is not None:
+            denied = self.security.check(
+                http_group(request.path), request.headers.get("authorization")
+            )
+            if denied is not None:
+                return error_response(denied.status, denied.message, denied.headers or None)
         try:
             return await self._route(request)
         except ConveyorError as exc:
@@ -237,7 +245,9 @@ class RestApp:
                 raise InvalidRequestError(
                     f"Inference-Header-Content-Length is not an integer: {raw_length!r}"
                 ) from None
-        infer_request = v2.decode_request(request.body, header_length, name, version)
+        infer_request = v2.decode_request(
+            request.body, header_length, name, version, self.dataplane.limits
+        )
         response = await self.dataplane.infer(infer_request)
         body, json_length = v2.encode_response(response, infer_request)
         if json_length is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,6 +97,7 @@ class _Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_size = 0
+        self.header_bytes = 0
         self.expected = 0
         self.in_message = False
         self.discarding = False  # a 413 was sent: ignore the rest of this connection
@@ -136,6 +138,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url = b""
+        self.header_bytes = 0
         self.headers = {}
         self.body = []
         self.body_size = 0
@@ -144,11 +147,24 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self._count_header(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._count_header(len(name) + len(value) + 4)
+
+    def _count_header(self, n: int) -> None:
+        self.header_bytes += n
+        if self.header_bytes > self.server.max_header_bytes and not self.discarding:
+            self._reject(
+                431,
+                f"request line and headers exceed {self.server.max_header_bytes} bytes "
+                "(--max-header-bytes)",
+            )
 
     def on_headers_complete(self) -> None:
+        if self.discarding:
+            return
         length = self.headers.get("content-length")
         limit = self.server.max_request_bytes
         if length is not None:
@@ -297,8 +313,12 @@ class HttpServer:
         keepalive_timeout_s: float = 60.0,
         unix_path: str | None = None,
         sock: socket.socket | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_header_bytes: int = 16 * 1024,
     ) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.ssl = ssl_context  # TLS on this listener (conveyor.security.Tls)
         self.unix_path = unix_path  # listen on this Unix socket instead of host:port
         self.sock = sock  # or on this bound TCP socket (closed at shutdown)
         self.host = host
@@ -317,7 +337,7 @@ class HttpServer:
         self.clock = loop.time
         if self.sock is not None:
             self._server = await loop.create_server(
-                lambda: _Connection(self), sock=self.sock, backlog=1024
+                lambda: _Connection(self), sock=self.sock, backlog=1024, ssl=self.ssl
             )
             self.port = self.sock.getsockname()[1]
         elif self.unix_path is not None:
@@ -326,7 +346,12 @@ class HttpServer:
             )
         else:
             self._server = await loop.create_server(
-                lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=1024
+                lambda: _Connection(self),
+                self.host,
+                self.port,
+                reuse_address=True,
+                backlog=1024,
+                ssl=self.ssl,
             )
             self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = loop.create_task(self._sweep())

@@ -20,6 +20,7 @@ import orjson
 
 from conveyor.datatypes import V2_TO_NUMPY, v2_datatype
 from conveyor.errors import InvalidRequestError
+from conveyor.limits import Limits
 from conveyor.protocol.tensors import count, from_bytes, numeric_from_json, to_bytes
 from conveyor.sharedmem import ShmRef
 from conveyor.types import Chunk, InferRequest, InferResponse, RequestedOutput
@@ -71,7 +72,11 @@ def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
 
 
 def decode_request(
-    body: bytes, header_length: int | None, model: str, version: str
+    body: bytes,
+    header_length: int | None,
+    model: str,
+    version: str,
+    limits: Limits | None = None,
 ) -> InferRequest:
     """Turn a V2 REST infer body into an InferRequest (named numpy arrays)."""
     total = len(body)
@@ -88,6 +93,8 @@ def decode_request(
         raise InvalidRequestError(f"malformed JSON in request body: {exc}") from None
     if not isinstance(header, dict):
         raise InvalidRequestError("request body must be a JSON object")
+    if limits is not None:
+        limits.check_json_depth(header)
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidRequestError("request needs a non-empty 'inputs' list")

@@ -15,6 +15,11 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
   (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) \
     >/dev/null 2>&1 || echo "test.sh: could not install chromium (the report test will say so)"
 fi
+# kubectl renders deploy/k8s in its test (Debian's kubernetes-client when none is here)
+if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -q kubernetes-client || (apt-get update -q && apt-get install -y -q kubernetes-client)) \
+    >/dev/null 2>&1 || echo "test.sh: could not install kubectl (the kustomize tests will say so)"
+fi
 .venv/bin/ruff check src tests benchmarks examples
 .venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy

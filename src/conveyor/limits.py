@@ -59,10 +59,13 @@ class Limits:
     def _bytes_elements(self, name: str, arr: np.ndarray) -> None:
         limit = self.max_bytes_element
         flat = arr.reshape(-1)
-        if max(map(len, flat), default=0) <= limit:  # at C speed: the common case
-            return
+        try:
+            if max(map(len, flat), default=0) <= limit:  # at C speed: the common case
+                return
+        except TypeError:
+            pass  # not all bytes: validation names the datatype
         for i, x in enumerate(flat):
-            if len(x) > limit:
+            if isinstance(x, bytes | str) and len(x) > limit:
                 raise InvalidRequestError(
                     f"input '{name}' element {i} is {len(x)} bytes; the limit for one BYTES "
                     f"element is {limit} (--max-bytes-element)"

@@ -36,10 +36,27 @@ class JsonFormatter(logging.Formatter):
 _format = "text"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record comes, not to the stream it was
+    when logging was configured (which a caller, a test runner's capture say, may have
+    replaced and closed since: "I/O operation on closed file")."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure(level: str, fmt: str = "text") -> None:
     global _format
     _format = fmt
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -8,10 +8,15 @@ loopback.
    without nginx, for what the proxy costs.
 2. A replica killed (SIGKILL) mid-run: the requests it held fail; said twice, with
    nginx's default `proxy_next_upstream error timeout` (a POST already sent is not
-   retried) and with `non_idempotent` added (inference is idempotent: nginx retries it on
-   the other replica).
+   retried) and with `http_503 non_idempotent` added (inference is idempotent: nginx
+   retries it on the other replica).
 3. A rolling restart, one replica at a time (SIGTERM -> not ready -> drained -> exits ->
-   started again on its port -> ready), under load: the failed requests (target: none).
+   started again on its port -> ready), under load, nginx retrying as in 2: the failed
+   requests (target: none). A replica listens before its models load and answers 503
+   until then, which nginx (passive checks only) takes as "try the next one"; with
+   `max_fails=0` no replica is ever marked down (with max_fails=1 both were, for their
+   fail_timeout, while one restarted: "no live upstreams", hundreds of 502s), so a
+   refused connection or a 503 costs a retry, not an error.
 
 Every process is started here and stopped by its PID. Needs `apt-get install nginx wrk`.
 """
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import CACHE, ServerProcess, demo_repo, wait_ready
+from _harness import CACHE, ServerProcess, demo_repo, model_repo, wait_ready
 from tests.e2e.utils import free_port
 
 NGINX = """
@@ -41,6 +46,7 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
     client_max_body_size 64m;
+    client_body_buffer_size 4m;  # a request body stays in memory, not in a temp file
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -69,6 +75,7 @@ class Nginx:
         if shutil.which("nginx") is None:
             raise SystemExit("nginx is needed: apt-get install nginx")
         self.prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=CACHE))
+        self.prefix.chmod(0o755)  # its workers run as another user
         self.port = free_port()
         self.retry_posts = retry_posts
         self.write(ports)
@@ -88,9 +95,10 @@ class Nginx:
 
     def write(self, ports: list[int]) -> None:
         servers = "\n".join(
-            f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in ports
+            f"        server 127.0.0.1:{p} max_fails=0;" for p in ports
         )
-        next_upstream = "error timeout" + (" non_idempotent" if self.retry_posts else "")
+        # http_503: a replica still loading its models (or gone not-ready) answers 503
+        next_upstream = "error timeout" + (" http_503 non_idempotent" if self.retry_posts else "")
         (self.prefix / "nginx.conf").write_text(
             NGINX.format(
                 prefix=self.prefix, servers=servers, port=self.port, next_upstream=next_upstream
@@ -201,7 +209,11 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--model", default="resnet", choices=("resnet", "mlp", "linear"))
     args = p.parse_args()
-    repo = demo_repo()
+    demo = demo_repo()
+    # one instance of one thread per replica: N replicas, N cores
+    config = (demo / args.model / "config.yaml").read_text()
+    config = config.replace("count: 2", "count: 1")
+    repo = model_repo("replicas-repo", {args.model: (args.model, config)}, demo)
     body, headers = body_for(args.model)
     ports = [free_port() for _ in range(args.replicas)]
     replicas = [start_replica(repo, args.model, port) for port in ports]

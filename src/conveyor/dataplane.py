@@ -19,6 +19,7 @@ from conveyor.errors import (
     ConveyorError,
     InvalidRequestError,
     ModelLoadError,
+    UnavailableError,
     failure_reason,
 )
 from conveyor.limits import Limits
@@ -56,6 +57,9 @@ class DataPlane:
     def __init__(self, repository: ModelRepository) -> None:
         self.repository = repository
         self.ready = False  # set by the server once models are loaded; cleared on drain
+        # the server listens before its models load: until then inference is a 503 (a
+        # load balancer retries it elsewhere), not "unknown model"
+        self.starting = False
         self.shm = SharedMemoryRegistry()
         self.model_control_mode = "none"
         self.drain_timeout_s = 30.0
@@ -255,6 +259,8 @@ class DataPlane:
     # --- inference ---------------------------------------------------------------------
 
     async def infer(self, request: InferRequest) -> InferResponse:
+        if self.starting:
+            raise UnavailableError("the server is starting: its models are still loading")
         mv = self.repository.get(request.model, request.version)
         self.limits.check_request(request)
         if mv.config.decoupled:
@@ -314,6 +320,8 @@ class DataPlane:
         """Every response to one request, as the model sends it; the last one carries the
         parameter `triton_final_response` (with no outputs if the model's final send had
         none). A model that is not decoupled yields its one response, marked final."""
+        if self.starting:
+            raise UnavailableError("the server is starting: its models are still loading")
         mv = self.repository.get(request.model, request.version)
         self.limits.check_request(request)
         if not mv.config.decoupled:

@@ -87,6 +87,7 @@ class Server:
         self.dataplane.drain_timeout_s = options.exit_timeout_secs
         self.dataplane.access_log = options.access_log
         self.dataplane.limits = options.limits
+        self.dataplane.starting = True  # until start() has loaded the models
         security = options.security if options.security and options.security.enabled else None
         self.security = security
         ssl_context = options.tls.http_context() if options.tls is not None else None
@@ -196,6 +197,7 @@ class Server:
         else:
             await asyncio.to_thread(self.repository.load, names)
         self.repository.start(asyncio.get_running_loop())
+        self.dataplane.starting = False
         self.dataplane.ready = True
         if self.grpc is not None:
             await self.grpc.set_serving(True)

@@ -94,9 +94,7 @@ class Nginx:
         wait_ready(f"http://127.0.0.1:{self.port}/v2/health/ready", proc=self.proc)
 
     def write(self, ports: list[int]) -> None:
-        servers = "\n".join(
-            f"        server 127.0.0.1:{p} max_fails=0;" for p in ports
-        )
+        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
         # http_503: a replica still loading its models (or gone not-ready) answers 503
         next_upstream = "error timeout" + (" http_503 non_idempotent" if self.retry_posts else "")
         (self.prefix / "nginx.conf").write_text(

@@ -30,6 +30,8 @@ CONTROL_TOKEN = "control-token-0123456789abcdef"
         ("/v2/models/m/ready", HEALTH),
         ("/v2/models/m/versions/2/ready", HEALTH),
         ("/v2/models/m/infer", DATA),
+        ("/v2/models/m/versions/ready", DATA),  # model m's version "ready": metadata
+        ("/v2/models/m/infer/ready", DATA),
         ("/v2/models/m", DATA),
         ("/v2/models/stats", DATA),
         ("/v2", DATA),

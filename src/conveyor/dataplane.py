@@ -258,9 +258,13 @@ class DataPlane:
 
     # --- inference ---------------------------------------------------------------------
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    def check_started(self) -> None:
+        """For the transports' inference calls (not BLS, which a model may make while the
+        server loads): a 503 until the models have loaded, not 'unknown model'."""
         if self.starting:
             raise UnavailableError("the server is starting: its models are still loading")
+
+    async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
         self.limits.check_request(request)
         if mv.config.decoupled:
@@ -320,8 +324,6 @@ class DataPlane:
         """Every response to one request, as the model sends it; the last one carries the
         parameter `triton_final_response` (with no outputs if the model's final send had
         none). A model that is not decoupled yields its one response, marked final."""
-        if self.starting:
-            raise UnavailableError("the server is starting: its models are still loading")
         mv = self.repository.get(request.model, request.version)
         self.limits.check_request(request)
         if not mv.config.decoupled:

@@ -77,7 +77,9 @@ def http_group(path: str) -> str:
             return HEALTH
         if parts[2] in _CONTROL_SECTIONS:
             return CONTROL
-        if parts[2] == "models" and len(parts) >= 5 and parts[-1] == "ready":
+        # exactly /v2/models/{m}/ready and /v2/models/{m}/versions/{v}/ready, as routed
+        routed = len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions")
+        if parts[2] == "models" and parts[-1] == "ready" and routed:
             return HEALTH
     return DATA
 

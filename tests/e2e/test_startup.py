@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from tests.e2e.utils import ServerProcess
 
@@ -80,12 +83,24 @@ def test_inference_before_the_models_load_is_503(tmp_path: Path) -> None:
         body = b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}'
         status, _, answer = server.request("POST", "/v2/models/slow/infer", body)
         assert status == 503 and b"the server is starting" in answer, answer
+        grpc_port = 0
+        while not grpc_port and time.monotonic() < deadline:
+            found = re.search(r"gRPC .* listening on 127\.0\.0\.1:(\d+)", log_path.read_text())
+            grpc_port = int(found.group(1)) if found else 0
+            time.sleep(0.02)
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        tensor = grpcclient.InferInput("x", [2], "FP32")
+        tensor.set_data_from_numpy(np.array([1, 2], dtype=np.float32))
+        with pytest.raises(InferenceServerException, match=r"UNAVAILABLE.*the server is starting"):
+            client.infer("slow", [tensor])
         (tmp_path / "repo" / "slow" / "1" / "go").write_text("")
         deadline = time.monotonic() + 60
         while server.request("GET", "/v2/health/ready")[0] != 200:
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.02)
         assert server.request("POST", "/v2/models/slow/infer", body)[0] == 200
+        assert client.infer("slow", [tensor]).as_numpy("y").tolist() == [1, 2]
+        client.close()
     finally:
         proc.terminate()
         assert proc.wait(30) == 0, log_path.read_text()

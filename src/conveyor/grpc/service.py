@@ -127,6 +127,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+        self.dataplane.check_started()
         response = await self._on_home(self.dataplane.infer(v2_grpc.decode_request(request)))
         return v2_grpc.encode_response(response)
 
@@ -145,6 +146,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         does, a final flag with no outputs is sent only when the request asks for it
         (`triton_enable_empty_final_response`)."""
         try:
+            self.dataplane.check_started()
             request = v2_grpc.decode_request(msg)
             empty_final = bool(request.parameters.get("triton_enable_empty_final_response"))
             decoupled = self.dataplane.is_decoupled(request.model, request.version)

@@ -236,6 +236,7 @@ class RestApp:
         raise NotFoundError(f"no route for {request.path}")
 
     async def _infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        self.dataplane.check_started()
         raw_length = request.headers.get(HEADER_LENGTH)
         header_length = None
         if raw_length is not None:

@@ -99,6 +99,7 @@ class TfServingApp:
         }
 
     async def _predict(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        self.dataplane.check_started()
         try:
             doc = orjson.loads(request.body)
         except orjson.JSONDecodeError as exc:

@@ -77,6 +77,20 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def wrk_script(body: bytes, headers: dict[str, str], tag: str = "post") -> Path:
+    """A wrk Lua script that POSTs `body` with `headers` (the body in a file beside it)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    body_file = CACHE / f"{tag}-body-{os.getpid()}.bin"
+    body_file.write_bytes(body)
+    lua = CACHE / f"{tag}-{os.getpid()}.lua"
+    header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
+    lua.write_text(
+        f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+        f'wrk.method = "POST"\n{header_lines}'
+    )
+    return lua
+
+
 def wrk(
     url: str,
     body: bytes,
@@ -89,15 +103,7 @@ def wrk(
     """`timeout_s`: wrk counts a slower answer as a socket error, not in its figures."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    body_file = CACHE / f"body-{os.getpid()}.bin"
-    body_file.write_bytes(body)
-    lua = CACHE / f"post-{os.getpid()}.lua"
-    header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-    lua.write_text(
-        f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-        f'wrk.method = "POST"\n{header_lines}'
-    )
+    lua = wrk_script(body, headers)
     out = subprocess.run(
         [
             "wrk",

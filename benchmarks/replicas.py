@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import CACHE, ServerProcess, demo_repo, model_repo, wait_ready
+from _harness import CACHE, ServerProcess, demo_repo, model_repo, wait_ready, wrk_script
 from tests.e2e.utils import free_port
 
 NGINX = """
@@ -156,15 +156,7 @@ class Load:
     """wrk in the background; its tally once it ends."""
 
     def __init__(self, url: str, body: bytes, headers: dict[str, str], conns: int, s: float):
-        CACHE.mkdir(parents=True, exist_ok=True)
-        body_file = CACHE / f"replicas-body-{os.getpid()}.bin"
-        body_file.write_bytes(body)
-        lua = CACHE / f"replicas-{os.getpid()}.lua"
-        lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
-        lua.write_text(
-            f'local f = io.open("{body_file}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-            f'wrk.method = "POST"\n{lines}'
-        )
+        lua = wrk_script(body, headers, "replicas")
         self.proc = subprocess.Popen(
             [
                 "wrk",

@@ -3,9 +3,6 @@ says so (a load balancer retries it on another replica), not "unknown model"."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -47,48 +44,15 @@ def test_inference_before_the_models_load_is_503(tmp_path: Path) -> None:
         "output: [{name: y, data_type: TYPE_FP32, dims: [2]}]\n"
     )
     (tmp_path / "logs").mkdir()
-    server = ServerProcess(tmp_path / "repo", log_dir=tmp_path / "logs")  # its request()
-    log_path = tmp_path / "logs" / "slow.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "conveyor.cli",
-                "serve",
-                str(tmp_path / "repo"),
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--metrics-port",
-                "0",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server = ServerProcess(tmp_path / "repo", log_dir=tmp_path / "logs")
+    server.start(wait_ready=False)  # listening; its model is still loading
     try:
-        deadline = time.monotonic() + 60
-        port = 0
-        while not port and time.monotonic() < deadline:
-            found = re.search(r"HTTP .* listening on 127\.0\.0\.1:(\d+)", log_path.read_text())
-            port = int(found.group(1)) if found else 0
-            time.sleep(0.02)
-        assert port, log_path.read_text()
-        server.port = port
         assert server.request("GET", "/v2/health/live")[0] == 200
         assert server.request("GET", "/v2/health/ready")[0] == 503
         body = b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}'
         status, _, answer = server.request("POST", "/v2/models/slow/infer", body)
         assert status == 503 and b"the server is starting" in answer, answer
-        grpc_port = 0
-        while not grpc_port and time.monotonic() < deadline:
-            found = re.search(r"gRPC .* listening on 127\.0\.0\.1:(\d+)", log_path.read_text())
-            grpc_port = int(found.group(1)) if found else 0
-            time.sleep(0.02)
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        client = grpcclient.InferenceServerClient(server.grpc_url)
         tensor = grpcclient.InferInput("x", [2], "FP32")
         tensor.set_data_from_numpy(np.array([1, 2], dtype=np.float32))
         with pytest.raises(InferenceServerException, match=r"UNAVAILABLE.*the server is starting"):
@@ -96,11 +60,10 @@ def test_inference_before_the_models_load_is_503(tmp_path: Path) -> None:
         (tmp_path / "repo" / "slow" / "1" / "go").write_text("")
         deadline = time.monotonic() + 60
         while server.request("GET", "/v2/health/ready")[0] != 200:
-            assert time.monotonic() < deadline, log_path.read_text()
+            assert time.monotonic() < deadline, server.log()
             time.sleep(0.02)
         assert server.request("POST", "/v2/models/slow/infer", body)[0] == 200
         assert client.infer("slow", [tensor]).as_numpy("y").tolist() == [1, 2]
         client.close()
     finally:
-        proc.terminate()
-        assert proc.wait(30) == 0, log_path.read_text()
+        assert server.stop() == 0, server.log()

@@ -32,7 +32,9 @@ class ServerProcess:
         self.grpc_port = 0
         self.metrics_port = 0
 
-    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+    def start(self, timeout_s: float = 60.0, wait_ready: bool = True) -> ServerProcess:
+        """Run it; return once it is ready (or, `wait_ready=False`, once its listeners
+        are logged: its models may still be loading)."""
         cmd = [
             *self.wrap,
             sys.executable,
@@ -58,7 +60,9 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             log = self.log()
             match = re.search(r"HTTP .* listening on 127\.0\.0\.1:(\d+)", log)
-            if match and "server ready" in log:
+            # the metrics listener starts after HTTP and gRPC, before the models load
+            listening = "metrics (Prometheus) listening" in log
+            if match and ("server ready" in log or (listening and not wait_ready)):
                 self.port = int(match.group(1))
                 grpc_match = re.search(r"gRPC .* listening on 127\.0\.0\.1:(\d+)", log)
                 self.grpc_port = int(grpc_match.group(1)) if grpc_match else 0

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -242,6 +243,40 @@ class Process:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
+
+
+def _tree(pid: int) -> list[Any]:
+    """The process and its descendants (gRPC front, Python workers), as psutil sees them."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a server and every process under it."""
+    import psutil
+
+    total = 0.0
+    for proc in _tree(pid):
+        try:
+            total += sum(proc.cpu_times()[:2])
+        except psutil.Error:
+            continue  # gone meanwhile
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a server and every process under it, MiB."""
+    import psutil
+
+    total = 0
+    for proc in _tree(pid):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
 
 
 def median(values: list[float]) -> float:

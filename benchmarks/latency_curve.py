@@ -24,23 +24,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import psutil
-
-from _harness import CACHE, Process, conveyor_server, demo_repo
+from _harness import CACHE, Process, conveyor_server, cpu_seconds, demo_repo
 from tests.e2e.utils import free_port
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_seconds(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return total
 
 
 def point(base: str, pid: int, rate: int, seconds: float, metadata: str) -> dict[str, float]:

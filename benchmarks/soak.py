@@ -29,9 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import psutil
-
-from _harness import CACHE, conveyor_server, demo_repo
+from _harness import CACHE, conveyor_server, cpu_seconds, demo_repo, rss_mb
 
 
 def bench(url: str, model: str, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -52,29 +50,6 @@ def bench(url: str, model: str, out: Path, *extra: str) -> subprocess.Popen[str]
         *extra,
     ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def rss_mb(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            continue
-    return total / 2**20
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of the server and its processes (gRPC front, workers)."""
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return total
 
 
 def main() -> None:

@@ -266,9 +266,9 @@ class DataPlane:
 
     async def infer(self, request: InferRequest) -> InferResponse:
         mv = self.repository.get(request.model, request.version)
-        self.limits.check_request(request)
         if mv.config.decoupled:
-            return await self._infer_decoupled_once(request)
+            return await self._infer_decoupled_once(request)  # limits: in infer_stream
+        self.limits.check_request(request)
         start = time.perf_counter_ns()
         try:
             response = await self._infer(mv, request)
@@ -325,12 +325,12 @@ class DataPlane:
         parameter `triton_final_response` (with no outputs if the model's final send had
         none). A model that is not decoupled yields its one response, marked final."""
         mv = self.repository.get(request.model, request.version)
-        self.limits.check_request(request)
         if not mv.config.decoupled:
-            response = await self.infer(request)
+            response = await self.infer(request)  # which checks the limits
             response.parameters["triton_final_response"] = True
             yield response
             return
+        self.limits.check_request(request)
         start = time.perf_counter_ns()
         sent: asyncio.Queue[tuple[Outputs | None, BaseException | None, bool, dict[str, Any]]]
         sent = asyncio.Queue()

@@ -50,11 +50,16 @@ def test_breakdown_per_request_and_how_busy_each_step_was() -> None:
         t["busy_ns"] = busy_ms * 1_000_000
         return t
 
-    before = {**totals(0, 0), "at_ns": 0, "steps": {"p:decode": totals(0, 0), "m": totals(0, 0)}}
+    at0, at1 = {"at_ns": 0}, {"at_ns": 1_000_000_000}  # as the probe stamps each snapshot
+    before = {
+        **totals(0, 0),
+        **at0,
+        "steps": {"p:decode": totals(0, 0) | at0, "m": totals(0, 0) | at0},
+    }
     after = {
         **totals(10, 0),
-        "at_ns": 1_000_000_000,
-        "steps": {"p:decode": totals(10, 990), "m": totals(10, 400)},
+        **at1,
+        "steps": {"p:decode": totals(10, 990) | at1, "m": totals(10, 400) | at1},
     }
     out = StatsProbe.breakdown(before, after, client_mean_ms=2.5)
     assert out["request_us"] == 2000.0 and out["transmission_us"] == 500.0

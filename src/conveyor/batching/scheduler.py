@@ -396,7 +396,7 @@ class Scheduler:
         items = [BatchItem(i.inputs, i.outputs, i.rows, i.context) for i in batch]
         results = await runtime.execute(items)
         done = time.perf_counter_ns()
-        began = max(t0, min(self._worker_done.get(id(runtime), 0), done))
+        began = max(t0, self._worker_done.get(id(runtime), 0))
         self._worker_done[id(runtime)] = done
         for item in batch:
             item.dispatch_ns += began - t0

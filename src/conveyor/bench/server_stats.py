@@ -69,6 +69,7 @@ class StatsProbe:
                     if name in self.functions
                     else self._totals(f"{self.base}/v2/models/{name}/stats")
                 )
+                | {"at_ns": at}
                 for name in steps
             }
         return totals
@@ -126,13 +127,10 @@ class StatsProbe:
             out["busy"] = round((after["busy_ns"] - before.get("busy_ns", 0)) / window_ns, 3)
         steps_before, steps_after = before.get("steps") or {}, after.get("steps") or {}
         if steps_after:
-            out["steps"] = {}
-            for name, totals in steps_after.items():
-                totals = {**totals, "at_ns": after.get("at_ns", 0)}
-                earlier = steps_before.get(name)
-                if earlier is not None:
-                    earlier = {**earlier, "at_ns": before.get("at_ns", 0)}
-                out["steps"][name] = StatsProbe.breakdown(earlier, totals, None)
+            out["steps"] = {
+                name: StatsProbe.breakdown(steps_before.get(name), totals, None)
+                for name, totals in steps_after.items()
+            }
         return out
 
 

@@ -28,11 +28,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if denied is None or handler is None:
             return handler
-        code = (
-            grpc.StatusCode.UNAUTHENTICATED
-            if denied.status == 401
-            else (grpc.StatusCode.PERMISSION_DENIED)
-        )
+        code = grpc.StatusCode.PERMISSION_DENIED
+        if denied.status == 401:
+            code = grpc.StatusCode.UNAUTHENTICATED
 
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.abort(code, denied.message)

@@ -46,7 +46,7 @@ class GrpcFrontProcess:
         tls: Tls | None = None,
     ) -> None:
         self.dataplane = dataplane
-        self.security = security if security is not None and security.enabled else None
+        self.security = security  # None: open (the server passes None for no tokens)
         self.tls = tls
         self.host = host
         self.port = port

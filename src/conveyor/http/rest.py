@@ -69,7 +69,7 @@ class RestApp:
     def __init__(self, dataplane: DataPlane, security: Security | None = None) -> None:
         self.dataplane = dataplane
         self.tfserving = TfServingApp(dataplane)
-        self.security = security if security is not None and security.enabled else None
+        self.security = security  # None: open (the server passes None for no tokens)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         if self.security is not None:

@@ -1,12 +1,13 @@
 """Tiny model (x·W, 1x256 FP32 in, JSON) against the peers, same client (wrk), one run.
 
 Conveyor serves the demo `linear` model with a 5 ms batching window; the lean
-FastAPI app (benchmarks/peers/lean_fastapi.py) and, when installed, Triton 2.51
-(benchmarks/peers/triton.py) do the same work. Rounds alternate between targets and
-the medians are reported, with ratios Conveyor / peer.
+FastAPI app (benchmarks/peers/lean_fastapi.py), the hand-written floor
+(benchmarks/peers/floor.py: what issue #11 measures the request path against) and, when
+installed, Triton 2.51 (benchmarks/peers/triton.py) do the same work. Rounds alternate
+between targets and the medians are reported, with ratios Conveyor / peer.
 
-Targets (issue #2): at 32 clients, req/s >= 2x the lean app and >= 1.5x Triton, p99 no
-worse than either; at 1 client, req/s >= 1.5x the lean app.
+Targets: issue #11, at 32 clients >= 2x Triton and >= 0.7x the floor, p99 <= Triton's;
+at 1 client >= 0.8x the floor (issue #2's, against the lean app: >= 2x at 32, 1.5x at 1).
 
     python benchmarks/tiny_vs_peers.py [--seconds 10] [--rounds 3] [--no-triton]
 """
@@ -62,6 +63,12 @@ def main() -> None:
         )
         stack.callback(lean.stop)
         targets["lean-fastapi"] = "http://127.0.0.1:8100/v2/models/linear/infer"
+        floor = Process(
+            [sys.executable, str(HERE / "peers" / "floor.py"), str(model), "--port", "8300"],
+            "http://127.0.0.1:8300/v2/health/ready",
+        )
+        stack.callback(floor.stop)
+        targets["floor"] = "http://127.0.0.1:8300/v2/models/linear/infer"
         if not args.no_triton:
             try:
                 from peers.triton import start_triton

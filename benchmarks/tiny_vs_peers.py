@@ -1,7 +1,7 @@
 """Tiny model (x·W, 1x256 FP32 in, JSON) against the peers, same client (wrk), one run.
 
 Conveyor serves the demo `linear` model with a 5 ms batching window; the lean
-FastAPI app (benchmarks/peers/lean_fastapi.py), the hand-written floor
+FastAPI app (the lab's, src/conveyor/lab/servers/fastapi_app.py), the hand-written floor
 (benchmarks/peers/floor.py: what issue #11 measures the request path against) and, when
 installed, Triton 2.51 (benchmarks/peers/triton.py) do the same work. Rounds alternate
 between targets and the medians are reported, with ratios Conveyor / peer.
@@ -26,6 +26,7 @@ import numpy as np
 from _harness import Process, WrkResult, conveyor_server, demo_repo, median, wrk
 
 HERE = Path(__file__).resolve().parent
+FASTAPI_APP = HERE.parent / "src" / "conveyor" / "lab" / "servers" / "fastapi_app.py"
 
 BODY = json.dumps(
     {
@@ -58,7 +59,7 @@ def main() -> None:
         stack.callback(conv.stop)
         targets["conveyor"] = f"http://{conv.url}/v2/models/linear/infer"
         lean = Process(
-            [sys.executable, str(HERE / "peers" / "lean_fastapi.py"), str(model), "--port", "8100"],
+            [sys.executable, str(FASTAPI_APP), "--model", f"linear={model}", "--port", "8100"],
             "http://127.0.0.1:8100/v2/health/ready",
         )
         stack.callback(lean.stop)

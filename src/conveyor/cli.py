@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from conveyor import __version__
+
+REPORT_TITLE = "Conveyor benchmark report"
 
 
 def _size(text: str) -> int:
@@ -446,6 +449,9 @@ def _parser() -> argparse.ArgumentParser:
     from conveyor.analyze.cli import add_parser as add_analyze
 
     add_analyze(sub)
+    from conveyor.lab.cli import add_parser as add_lab
+
+    add_lab(sub)
     r = sub.add_parser(
         "report",
         help="bench results (and analyses) as one self-contained HTML page of charts",
@@ -455,9 +461,14 @@ def _parser() -> argparse.ArgumentParser:
         "`conveyor analyze --bench ... --output` JSON) and a side-by-side table; every "
         "chart downloadable as PNG and SVG. Needs pip install 'conveyor[report]'.",
     )
-    r.add_argument("results", nargs="+", type=Path, help="conveyor bench --output JSON files")
+    r.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="conveyor bench --output JSON files, or one conveyor lab --output JSON",
+    )
     r.add_argument("--analysis", type=Path, action="append", default=[])
-    r.add_argument("--title", default="Conveyor benchmark report")
+    r.add_argument("--title", default=REPORT_TITLE)
     r.add_argument("--output", type=Path, default=Path("report.html"))
     return p
 
@@ -471,15 +482,25 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(args)
     if args.command == "report":
         from conveyor.report.html import build
+        from conveyor.report.lab import build_lab, is_lab
 
         try:
-            page = build(args.results, args.analysis, title=args.title)
+            if len(args.results) == 1 and is_lab(args.results[0]):
+                doc = json.loads(args.results[0].read_text())
+                title = None if args.title == REPORT_TITLE else args.title
+                page = build_lab(doc, title)
+            else:
+                page = build(args.results, args.analysis, title=args.title)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             print(f"conveyor report: {exc}", file=sys.stderr)
             return 2
         args.output.write_text(page)
         print(f"wrote {args.output} ({len(page) // 1024} KiB)")
         return 0
+    if args.command == "lab":
+        from conveyor.lab.cli import run as lab
+
+        return lab(args)
     if args.command == "analyze":
         from conveyor.analyze.cli import run as analyze
 

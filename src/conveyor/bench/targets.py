@@ -111,6 +111,8 @@ class _Response(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if not self.parser.should_keep_alive():  # `connection: close`: not reused
+            self.lost = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(self.parser.get_status_code())
 

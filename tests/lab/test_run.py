@@ -91,3 +91,4 @@ def test_medians_over_rounds() -> None:
     got = _medians(rounds)
     assert got["items_per_s"] == 20.0 and got["seconds"] == 2.0
     assert got["p99_ms"] is None and got["errors"] == 1
+    assert got["spread"] == 1.0  # (30 - 10) / 20

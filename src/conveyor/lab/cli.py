@@ -218,6 +218,7 @@ def print_tables(doc: dict[str, Any]) -> None:
             "p99_ms",
             "server_cpu_cores",
             "server_rss_mb",
+            "spread",
             "vs_best_served",
             "vs_conveyor",
         ],

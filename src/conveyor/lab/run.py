@@ -250,6 +250,8 @@ class Lab:
         for role in ("real", "empty"):
             model = self.model(role)
             mine = [c for c in todo if c.model == role]
+            if not mine and not first:
+                continue  # checked in the first round; nothing to measure on it
             with tempfile.TemporaryDirectory() as tmp:
                 check_in, check_out = Path(tmp) / "in.npy", Path(tmp) / "out.npy"
                 np.save(check_in, self.check_x)
@@ -389,6 +391,11 @@ def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in rounds if r.get(key) is not None]
         out[key] = round(statistics.median(values), 3) if values else None
     out["errors"] = sum(r["errors"] for r in rounds)
+    # how far apart the rounds were: a difference between peers smaller than this is noise
+    rates = [r["items_per_s"] for r in rounds if r.get("items_per_s")]
+    out["spread"] = (
+        round((max(rates) - min(rates)) / statistics.median(rates), 3) if len(rates) > 1 else None
+    )
     if rounds and "timeline" in rounds[-1]:
         out["timeline"] = rounds[len(rounds) // 2]["timeline"]
     return out
@@ -425,6 +432,7 @@ def tables(results: list[dict[str, Any]], peers: list[dict[str, Any]]) -> dict[s
             "p99_ms": r["p99_ms"],
             "server_cpu_cores": r["server_cpu_cores"],
             "server_rss_mb": r["server_rss_mb"],
+            "spread": r.get("spread"),
             "startup_s": startup.get(r["peer"]),
             "vs_best_served": r["vs_best_served"],
             "vs_conveyor": r["vs_conveyor"],

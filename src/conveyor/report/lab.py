@@ -33,10 +33,12 @@ def _table(key: str, rows: list[dict[str, Any]], columns: list[tuple[str, str]])
     if not rows:
         return f"<p class='note' id='{key}'>Not in this run.</p>"
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c, _ in columns) + "</tr>"
-        for r in rows
-    )
+
+    def td(value: Any) -> str:
+        left = " style='text-align:left'" if isinstance(value, str) else ""  # words, not figures
+        return f"<td{left}>{html.escape(_cell(value))}</td>"
+
+    body = "".join("<tr>" + "".join(td(r.get(c)) for c, _ in columns) + "</tr>" for r in rows)
     return f"<table id='{key}'><tr>{head}</tr>{body}</table>"
 
 
@@ -182,6 +184,7 @@ def build_lab(doc: dict[str, Any], title: str | None = None) -> str:
                 ("p99_ms", "p99 ms"),
                 ("server_cpu_cores", "server cores"),
                 ("server_rss_mb", "RSS MiB"),
+                ("spread", "spread over rounds"),
                 ("startup_s", "startup s"),
                 ("vs_best_served", "÷ best served"),
                 ("vs_conveyor", "÷ Conveyor"),

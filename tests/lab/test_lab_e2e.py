@@ -202,3 +202,56 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
     assert done.returncode == 2 and "protocol 'grpc' is not one of" in done.stderr
     done = _lab("nothing.onnx", "--cache", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2 and "unknown model 'nothing.onnx'" in done.stderr
+
+
+def test_stopping_the_lab_stops_its_peers(tmp_path: Path, cache: Path) -> None:
+    """SIGTERM to `conveyor lab` mid-measurement: the server it started goes too."""
+    import signal
+    import time
+
+    lab = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli",
+            "lab",
+            "tiny",
+            "--peers",
+            "conveyor-ort",
+            "--workloads",
+            "rpc",
+            "--seconds",
+            "120",
+            "--rounds",
+            "1",
+            "--cache",
+            str(cache),
+            "--output",
+            str(tmp_path / "lab.json"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert lab.stderr is not None
+        for line in lab.stderr:  # measuring once it names a cell
+            if "conveyor-ort rpc/" in line:
+                break
+        servers = [p for p in psutil.Process(lab.pid).children(recursive=True)]
+        assert any("serve" in " ".join(p.cmdline()) for p in servers)
+        lab.send_signal(signal.SIGTERM)
+        assert lab.wait(60) == 130
+    finally:
+        if lab.poll() is None:
+            lab.kill()
+            lab.wait()
+        if lab.stderr is not None:
+            lab.stderr.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        p.is_running() and p.status() != "zombie" for p in servers
+    ):
+        time.sleep(0.1)
+    assert not any(p.is_running() and p.status() != "zombie" for p in servers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -157,9 +158,18 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         tolerance=args.tolerance,
     )
-    with tempfile.TemporaryDirectory(prefix="conveyor-lab-") as workdir:
-        ctx = Context(cache, Path(workdir), settings, say)
-        doc = Lab(ctx, real, empty, peers, opts).run()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds through every peer's stop
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with tempfile.TemporaryDirectory(prefix="conveyor-lab-") as workdir:
+            ctx = Context(cache, Path(workdir), settings, say)
+            doc = Lab(ctx, real, empty, peers, opts).run()
+    except KeyboardInterrupt:
+        print("conveyor lab: interrupted; the peers it started are stopped", file=sys.stderr)
+        return 130
     args.output.write_text(json.dumps(doc, indent=1))
     print_tables(doc)
     print(f"wrote {args.output}")

@@ -64,13 +64,18 @@ class Server:
             )
         self.pid = self.proc.pid
         deadline = t0 + timeout_s
-        while not ready():
-            if self.proc.poll() is not None:
-                raise PeerError(f"exited with {self.proc.returncode} while starting: {tail(log)}")
-            if time.perf_counter() > deadline:
-                self.stop()
-                raise PeerError(f"not ready in {timeout_s:g} s: {tail(log)}")
-            time.sleep(0.05)
+        try:
+            while not ready():
+                if self.proc.poll() is not None:
+                    raise PeerError(
+                        f"exited with {self.proc.returncode} while starting: {tail(log)}"
+                    )
+                if time.perf_counter() > deadline:
+                    raise PeerError(f"not ready in {timeout_s:g} s: {tail(log)}")
+                time.sleep(0.05)
+        except BaseException:  # not ready, or the lab interrupted: nothing left running
+            self.stop()
+            raise
         self.startup_s = time.perf_counter() - t0
 
     def tree(self) -> list[psutil.Process]:

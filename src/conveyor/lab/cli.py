@@ -231,6 +231,7 @@ def print_tables(doc: dict[str, Any]) -> None:
             "spread",
             "vs_best_served",
             "vs_conveyor",
+            "errors",
         ],
     )
     _table(
@@ -246,6 +247,7 @@ def print_tables(doc: dict[str, Any]) -> None:
             "model_p99_ms",
             "transport_share",
             "vs_best_served",
+            "errors",
         ],
     )
     _table(

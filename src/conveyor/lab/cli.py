@@ -34,8 +34,7 @@ def default_cache() -> Path:
 
 
 def add_parser(sub: Any) -> None:
-    from conveyor.lab.models import BUILT_IN
-    from conveyor.lab.run import WORKLOADS
+    from conveyor.lab import BUILT_IN, WORKLOADS
 
     p = sub.add_parser(
         "lab",
@@ -121,9 +120,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from conveyor.lab import WORKLOADS
     from conveyor.lab.models import resolve
     from conveyor.lab.peers import PEERS, Context, Peer, Settings, expand, parse_external
-    from conveyor.lab.run import WORKLOADS, Lab, Options
+    from conveyor.lab.run import Lab, Options
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

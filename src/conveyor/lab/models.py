@@ -25,7 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-BUILT_IN = ("tiny", "small_cnn", "resnet50", "mobilenet_v2")
+from conveyor.lab import BUILT_IN
+
 FORMATS = ("onnx", "torchscript", "savedmodel")
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
 

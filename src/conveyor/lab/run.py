@@ -33,13 +33,13 @@ import numpy as np
 from conveyor.bench import runner
 from conveyor.bench.patterns import ClosedLoop, FixedCount, Pattern, Ramp
 from conveyor.bench.results import environment
+from conveyor.lab import WORKLOADS
 from conveyor.lab.inprocess import MIN_CPU_WINDOW_S
 from conveyor.lab.models import LabModel
 from conveyor.lab.peers import Context, InProcessPeer, Peer, Running, describe
 from conveyor.lab.process import PeerError, group_members
 
 SCHEMA = "conveyor-lab/1"
-WORKLOADS = ("images", "rpc", "ramp")
 
 
 @dataclass(frozen=True)

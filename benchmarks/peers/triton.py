@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from _harness import CACHE, Process
+from conveyor.lab.peers import triton_command
 
 HTTP_PORT = 8200
 
@@ -80,45 +79,5 @@ def start_triton(linear_onnx: Path, delay_us: int = 5000) -> Process:
 
 def start_triton_repo(repo: Path) -> Process:
     """tritonserver 2.51 on a repository of python-backend models, HTTP on HTTP_PORT."""
-    venv = _venv()
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    pkg = site / "pytriton" / "tritonserver"
-    backends = CACHE / "triton-backends"
-    if not (backends / "python" / "triton_python_backend_stub").exists():
-        shutil.rmtree(backends, ignore_errors=True)
-        shutil.copytree(pkg / "backends", backends)
-        py = f"{sys.version_info.major}.{sys.version_info.minor}"
-        shutil.copy(
-            pkg / "python_backend_stubs" / py / "triton_python_backend_stub", backends / "python"
-        )
-    env = dict(os.environ)
-    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
-    env["LD_LIBRARY_PATH"] = ":".join(
-        [
-            str(sysconfig.get_config_var("LIBDIR")),
-            str(site / "nvidia_pytriton.libs"),
-            env.get("LD_LIBRARY_PATH", ""),
-        ]
-    )
-    cmd = [
-        str(pkg / "bin" / "tritonserver"),
-        "--model-repository",
-        str(repo),
-        "--backend-directory",
-        str(backends),
-        "--http-port",
-        str(HTTP_PORT),
-        "--grpc-port",
-        str(HTTP_PORT + 1),
-        "--metrics-port",
-        str(HTTP_PORT + 2),
-        "--http-address",
-        "127.0.0.1",
-        "--grpc-address",
-        "127.0.0.1",
-        "--metrics-address",
-        "127.0.0.1",
-        "--log-verbose",
-        "0",
-    ]
+    cmd, env = triton_command(_venv(), repo, HTTP_PORT, HTTP_PORT + 1, HTTP_PORT + 2)
     return Process(cmd, f"http://127.0.0.1:{HTTP_PORT}/v2/health/ready", env=env)

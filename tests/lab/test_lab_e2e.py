@@ -22,20 +22,27 @@ from tests.e2e.utils import ServerProcess
 pytestmark = pytest.mark.e2e
 
 
-def _wrong_tiny(repo: Path) -> None:
-    """A model called `tiny` with other weights: it answers, but not what tiny computes."""
-    w = np.full((256, 256), 0.01, np.float32)
+def _save_onnx(path: Path, node: onnx.NodeProto, width: int, *inits: onnx.TensorProto) -> None:
+    """One node from `x` [batch, width] to `y` [batch, width], FP32."""
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "wrong",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 256])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 256])],
-        [numpy_helper.from_array(w, "W")],
+        [node],
+        "lab-test",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        list(inits),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    (repo / "tiny" / "1").mkdir(parents=True)
-    onnx.save(model, str(repo / "tiny" / "1" / "model.onnx"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+
+
+def _wrong_tiny(repo: Path) -> None:
+    """A model called `tiny` with other weights: it answers, but not what tiny computes."""
+    w = numpy_helper.from_array(np.full((256, 256), 0.01, np.float32), "W")
+    _save_onnx(
+        repo / "tiny" / "1" / "model.onnx", helper.make_node("MatMul", ["x", "W"], ["y"]), 256, w
+    )
 
 
 def _lab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -158,15 +165,7 @@ def test_small_lab(tmp_path: Path, cache: Path) -> None:
 
 
 def test_a_peer_that_cannot_read_the_model_is_skipped(tmp_path: Path, cache: Path) -> None:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "relu.onnx"))
+    _save_onnx(tmp_path / "relu.onnx", helper.make_node("Relu", ["x"], ["y"]), 8)
     done = _lab(
         str(tmp_path / "relu.onnx"),
         "--peers",

@@ -260,6 +260,66 @@ class ConveyorPeer(Peer):
 # ----- Triton ----------------------------------------------------------------------
 
 
+def triton_backends(venv: Path) -> Path:
+    """The backend directory for the `tritonserver` in `venv`: a copy of the wheel's
+    backends plus the python-backend stub for this Python, which the wheel keeps apart
+    (without it every python model fails with "triton_python_backend_stub is not
+    found"). Made once, inside the virtualenv."""
+    pkg = next((venv / "lib").glob("python3*/site-packages")) / "pytriton" / "tritonserver"
+    backends = venv / "triton-backends"
+    stub = backends / "python" / "triton_python_backend_stub"
+    if not stub.exists():
+        shutil.rmtree(backends, ignore_errors=True)
+        shutil.copytree(pkg / "backends", backends)
+        py = f"{sys.version_info.major}.{sys.version_info.minor}"
+        source = pkg / "python_backend_stubs" / py / "triton_python_backend_stub"
+        if not source.exists():
+            raise PeerError(f"nvidia-pytriton 0.7.0 ships no python-backend stub for {py}")
+        shutil.copy(source, stub)
+    return backends
+
+
+def triton_command(
+    venv: Path, repo: Path, http: int, grpc: int, metrics: int
+) -> tuple[list[str], dict[str, str]]:
+    """`tritonserver` from nvidia-pytriton's wheel in `venv` on `repo`, every listener on
+    127.0.0.1 (shared/PEERS.md's recipe), and the environment it needs: the venv first
+    on PATH (the backend stub needs its numpy < 2) and this Python's libpython."""
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    env = dict(os.environ)
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
+    env["LD_LIBRARY_PATH"] = ":".join(
+        [
+            str(sysconfig.get_config_var("LIBDIR")),
+            str(site / "nvidia_pytriton.libs"),
+            env.get("LD_LIBRARY_PATH", ""),
+        ]
+    )
+    env.pop("PYTHONPATH", None)
+    cmd = [
+        str(site / "pytriton" / "tritonserver" / "bin" / "tritonserver"),
+        "--model-repository",
+        str(repo),
+        "--backend-directory",
+        str(triton_backends(venv)),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--http-address",
+        "127.0.0.1",
+        "--grpc-address",
+        "127.0.0.1",
+        "--metrics-address",
+        "127.0.0.1",
+        "--log-verbose",
+        "0",
+    ]
+    return cmd, env
+
+
 class TritonPeer(Peer):
     """Triton Inference Server 2.51, the `tritonserver` bundled in nvidia-pytriton 0.7.0,
     run directly on a hand-written repository; each model a python-backend model running
@@ -273,19 +333,7 @@ class TritonPeer(Peer):
 
     def install(self, ctx: Context) -> None:
         self.venv = venvs.ensure(ctx.cache, "triton", self.requirements(), ctx.say)
-        site = next((self.venv / "lib").glob("python3*/site-packages"))
-        self.site = site
-        self.pkg = site / "pytriton" / "tritonserver"
-        self.backends = self.venv / "triton-backends"
-        stub = self.backends / "python" / "triton_python_backend_stub"
-        if not stub.exists():
-            shutil.rmtree(self.backends, ignore_errors=True)
-            shutil.copytree(self.pkg / "backends", self.backends)
-            py = f"{sys.version_info.major}.{sys.version_info.minor}"
-            source = self.pkg / "python_backend_stubs" / py / "triton_python_backend_stub"
-            if not source.exists():
-                raise PeerError(f"nvidia-pytriton 0.7.0 ships no python-backend stub for {py}")
-            shutil.copy(source, stub)
+        triton_backends(self.venv)
 
     def _config(self, model: LabModel, s: Settings) -> str:
         dims = ", ".join(str(d) for d in model.item_shape)
@@ -310,38 +358,8 @@ class TritonPeer(Peer):
             shutil.copyfile(SERVERS / "triton_model.py", version / "model.py")
             shutil.copyfile(model.files["onnx"], version / "model.onnx")
             (repo / model.name / "config.pbtxt").write_text(self._config(model, ctx.settings))
-        env = dict(os.environ)
-        env["PATH"] = f"{self.venv / 'bin'}:{env.get('PATH', '')}"  # numpy < 2 for the stub
-        env["LD_LIBRARY_PATH"] = ":".join(
-            [
-                str(sysconfig.get_config_var("LIBDIR")),
-                str(self.site / "nvidia_pytriton.libs"),
-                env.get("LD_LIBRARY_PATH", ""),
-            ]
-        )
-        env.pop("PYTHONPATH", None)
-        http, grpc, metrics = free_port(), free_port(), free_port()
-        cmd = [
-            str(self.pkg / "bin" / "tritonserver"),
-            "--model-repository",
-            str(repo),
-            "--backend-directory",
-            str(self.backends),
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            str(grpc),
-            "--metrics-port",
-            str(metrics),
-            "--http-address",
-            "127.0.0.1",
-            "--grpc-address",
-            "127.0.0.1",
-            "--metrics-address",
-            "127.0.0.1",
-            "--log-verbose",
-            "0",
-        ]
+        http = free_port()
+        cmd, env = triton_command(self.venv, repo, http, free_port(), free_port())
         base = f"http://127.0.0.1:{http}"
 
         def ready() -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from conveyor.limits import Limits
 from conveyor.pipelines import ensemble
 from conveyor.pipelines.ensemble import PipelineRuntime
 from conveyor.protocol.tensors import from_bytes, to_bytes
+from conveyor.replies import Withdrawable, awaiting
 from conveyor.repository.config import (
     ConfigError,
     ModelConfig,
@@ -265,7 +267,92 @@ class DataPlane:
             raise UnavailableError("the server is starting: its models are still loading")
 
     async def infer(self, request: InferRequest) -> InferResponse:
+        return await awaiting(partial(self.infer_nowait, request), InferResponse)
+
+    def infer_nowait(
+        self, request: InferRequest, then: Callable[[InferResponse | BaseException], None]
+    ) -> InferResponse | Withdrawable:
+        """`infer` without a coroutine where it can: the response when the model answered
+        at once; else `then` gets the response or the error later (on the loop), and what
+        is returned withdraws the request (`cancel()`). A model on threads with a plain
+        request takes no task and no future; the others (Python models, pipelines,
+        decoupled models, shared memory, step timings) run in a task of their own."""
         mv = self.repository.get(request.model, request.version)
+        config = mv.config
+        if (
+            config.decoupled
+            or config.ensemble_steps
+            or mv.scheduler.request_mode
+            or request.shm_inputs
+            or request.shm_outputs
+            or request.timing is not None
+        ):
+            task = asyncio.ensure_future(self._infer_task(mv, request))
+            task.add_done_callback(partial(_task_done, then))
+            return task
+        self.limits.check_request(request)
+        start = time.perf_counter_ns()
+
+        def answered(outcome: Outputs | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                self._record(mv, request, start, outcome)
+                then(outcome)
+                return
+            try:
+                response = self._respond(mv, sig, request, outcome, start)
+            except Exception as exc:
+                self._record(mv, request, start, exc)
+                then(exc)
+                return
+            then(response)
+
+        try:
+            sig = signature(mv)
+            inputs, rows, key = validate_inputs(sig, request.inputs)
+            outputs = self._output_names(sig, request)
+            params = request.parameters
+            answer = mv.scheduler.submit_nowait(
+                inputs,
+                outputs,
+                rows,
+                key,
+                answered,
+                priority=_int_param(params, "priority") if params else 0,
+                timeout_us=(_int_param(params, "timeout") if params else 0) or None,
+            )
+        except BaseException as exc:
+            self._record(mv, request, start, exc)
+            raise
+        if isinstance(answer, dict):
+            return self._respond(mv, sig, request, answer, start)
+        return _Withdraw(answer, lambda: self._record(mv, request, start, _CANCELLED))
+
+    def _respond(
+        self,
+        mv: ModelVersion,
+        sig: Signature,
+        request: InferRequest,
+        results: Outputs,
+        start: int,
+    ) -> InferResponse:
+        if sig.output_reshapes:
+            results = reshape_outputs(sig, results)
+        response = InferResponse(request.model, mv.version_str, results, request.id)
+        self._record(mv, request, start, None)
+        return response
+
+    def _record(
+        self, mv: ModelVersion, request: InferRequest, start: int, exc: BaseException | None
+    ) -> None:
+        elapsed = time.perf_counter_ns() - start
+        if exc is None:
+            mv.scheduler.stats.record_request(True, elapsed)
+        else:
+            mv.scheduler.stats.record_request(False, elapsed, failure_reason(exc))
+        if self.access_log:
+            self._log_access(request, mv, elapsed, exc)
+
+    async def _infer_task(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
         if mv.config.decoupled:
             return await self._infer_decoupled_once(request)  # limits: in infer_stream
         self.limits.check_request(request)
@@ -273,15 +360,9 @@ class DataPlane:
         try:
             response = await self._infer(mv, request)
         except BaseException as exc:
-            elapsed = time.perf_counter_ns() - start
-            mv.scheduler.stats.record_request(False, elapsed, failure_reason(exc))
-            if self.access_log:
-                self._log_access(request, mv, elapsed, exc)
+            self._record(mv, request, start, exc)
             raise
-        elapsed = time.perf_counter_ns() - start
-        mv.scheduler.stats.record_request(True, elapsed)
-        if self.access_log:
-            self._log_access(request, mv, elapsed, None)
+        self._record(mv, request, start, None)
         return response
 
     @staticmethod
@@ -475,6 +556,32 @@ class DataPlane:
                 )
             names.append(out.name)
         return names
+
+
+_CANCELLED = asyncio.CancelledError()
+
+
+class _Withdraw:
+    """Withdraws a queued request and counts it as cancelled."""
+
+    __slots__ = ("_counted", "_reply")
+
+    def __init__(self, reply: Withdrawable, counted: Callable[[], None]) -> None:
+        self._reply, self._counted = reply, counted
+
+    def cancel(self) -> bool:
+        if not self._reply.cancel():
+            return False
+        self._counted()
+        return True
+
+
+def _task_done(
+    then: Callable[[InferResponse | BaseException], None], task: asyncio.Future[InferResponse]
+) -> None:
+    if not task.cancelled():  # cancelled: withdrawn by the caller, who expects nothing
+        exc = task.exception()
+        then(exc if exc is not None else task.result())
 
 
 def _int_param(params: dict[str, Any], name: str) -> int:

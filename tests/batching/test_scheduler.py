@@ -182,3 +182,76 @@ async def test_preserve_ordering(preserve: bool) -> None:
     await asyncio.gather(slow, fast)
     assert finished == (["slow", "fast"] if preserve else ["fast", "slow"])
     s.close()
+
+
+async def _cheap(backend: FakeBackend) -> Scheduler:
+    """A scheduler whose model has run once and measured cheap: it runs on the loop."""
+    s = make(backend)
+    s.start(asyncio.get_running_loop())
+    await submit(s, rows(1, 0))  # measured: the fake's CPU time is far below 200 µs
+    await asyncio.sleep(0)  # the end of that loop pass
+    backend.batches.clear()
+    return s
+
+
+async def test_a_cheap_idle_model_answers_the_first_request_of_a_pass_at_once() -> None:
+    backend = FakeBackend()
+    s = await _cheap(backend)
+    answers: list[object] = []
+    first = s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append)
+    assert isinstance(first, dict)  # ran on the spot: no queue, no callback
+    np.testing.assert_array_equal(first["y"], rows(1, 2))
+    assert backend.batches == [1] and answers == []
+    s.close()
+
+
+async def test_requests_arriving_in_one_loop_pass_run_as_one_batch() -> None:
+    backend = FakeBackend()
+    s = await _cheap(backend)
+    answers: list[object] = []
+    s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append)  # at once
+    for n in (1, 2, 3):  # the same pass: queued for the pump at its end
+        reply = s.submit_nowait({"x": rows(n, float(n))}, ["y"], n, (4,), answers.append)
+        assert not isinstance(reply, dict)
+    assert backend.batches == [1] and answers == []
+    await until(lambda: len(answers) == 3)
+    assert backend.batches == [1, 6]  # one runtime call for the three, not three
+    for answer, n in zip(answers, (1, 2, 3), strict=True):
+        assert isinstance(answer, dict)
+        np.testing.assert_array_equal(answer["y"], rows(n, 2.0 * n))
+    # the next pass starts afresh: a lone request is answered at once again
+    await asyncio.sleep(0)
+    assert isinstance(s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append), dict)
+    s.close()
+
+
+async def test_a_withdrawn_reply_leaves_the_queue_and_is_never_called() -> None:
+    backend = FakeBackend()
+    s = await _cheap(backend)
+    answers: list[object] = []
+    s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append)
+    gone = s.submit_nowait({"x": rows(1, 5)}, ["y"], 1, (4,), answers.append)
+    kept = s.submit_nowait({"x": rows(1, 7)}, ["y"], 1, (4,), answers.append)
+    assert not isinstance(gone, dict) and not isinstance(kept, dict)
+    assert gone.cancel() and not gone.cancel()  # once
+    assert len(s.queue) == 1
+    await until(lambda: len(answers) == 1)
+    assert backend.batches == [1, 1]
+    np.testing.assert_array_equal(answers[0]["y"], rows(1, 14))  # type: ignore[index]
+    s.close()
+
+
+async def test_an_error_in_one_reply_does_not_fail_its_batch_mates() -> None:
+    backend = FakeBackend()
+    s = await _cheap(backend)
+    answers: list[object] = []
+
+    def broken(_: object) -> None:
+        raise RuntimeError("the caller's own bug")
+
+    s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append)
+    s.submit_nowait({"x": rows(1, 2)}, ["y"], 1, (4,), broken)
+    s.submit_nowait({"x": rows(1, 3)}, ["y"], 1, (4,), answers.append)
+    await until(lambda: len(answers) == 1)
+    np.testing.assert_array_equal(answers[0]["y"], rows(1, 6))  # type: ignore[index]
+    s.close()

@@ -172,3 +172,71 @@ async def test_shutdown_finishes_in_flight_requests() -> None:
     await stopping
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", server.port)
+
+
+class Answering:
+    """An app with `answer(request, reply)`: /now answers at once, /later through
+    `reply` when the test says, /coro through a coroutine; records withdrawals."""
+
+    def __init__(self) -> None:
+        self.later: list[tuple[str, object]] = []  # (path, reply) waiting for the test
+        self.withdrawn: list[str] = []
+
+    def answer(self, request: HttpRequest, reply: object) -> object:
+        if request.path == "/now":
+            return HttpResponse(200, [b'"now"'])
+        if request.path == "/coro":
+            return self.coro()
+        app = self
+
+        class Withdraw:
+            def cancel(self) -> bool:
+                app.withdrawn.append(request.path)
+                return True
+
+        self.later.append((request.path, reply))
+        return Withdraw()
+
+    async def coro(self) -> HttpResponse:
+        await asyncio.sleep(0)
+        return HttpResponse(200, [b'"coro"'])
+
+
+@virtual
+async def test_an_app_answers_at_once_later_or_through_a_coroutine_in_order() -> None:
+    app = Answering()
+    server = HttpServer(app, "127.0.0.1", 0, max_request_bytes=1000)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /now HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert await read_response(reader) == (
+            200,
+            {"content-type": "application/json", "content-length": "5"},
+            b'"now"',
+        )
+        # pipelined: /later, then /now and /coro behind it, answered in order
+        writer.write(
+            b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"GET /now HTTP/1.1\r\nhost: x\r\n\r\n"
+            b"GET /coro HTTP/1.1\r\nhost: x\r\n\r\n"
+        )
+        while not app.later:
+            await asyncio.sleep(0.01)
+        path, reply = app.later.pop()
+        assert path == "/later"
+        reply(HttpResponse(201, [b'"later"']))  # type: ignore[operator]
+        assert (await read_response(reader))[::2] == (201, b'"later"')
+        assert (await read_response(reader))[::2] == (200, b'"now"')
+        assert (await read_response(reader))[::2] == (200, b'"coro"')
+        # a client that hangs up withdraws the request it waits for
+        writer.write(b"GET /later HTTP/1.1\r\nhost: x\r\n\r\n")
+        while not app.later:
+            await asyncio.sleep(0.01)
+        writer.close()
+        while not app.withdrawn:
+            await asyncio.sleep(0.01)
+        assert app.withdrawn == ["/later"]
+        app.later.pop()[1](HttpResponse(200, [b"late"]))  # type: ignore[operator]  # no-op
+    finally:
+        await server.shutdown(1.0)

@@ -151,8 +151,12 @@ class BatchQueue:
             if item.state == DELAYED:
                 yield item
 
-    def take(self, now_ns: int, busy: int) -> list[QueuedRequest] | None:
-        """The next batch for an idle instance, or None to wait (see wait_until_ns)."""
+    def take(self, now_ns: int, busy: int, patient: bool = True) -> list[QueuedRequest] | None:
+        """The next batch for an idle instance, or None to wait (see wait_until_ns).
+        Within the queue delay, a batch short of max_batch_size waits while another is
+        executing (`busy`) or, if `patient`, while fewer rows wait than the last batch had
+        (the load coming back); impatient: a model so cheap that it runs on the loop takes
+        what has arrived rather than holding it back."""
         self.wait_until_ns = 0
         waiting = self._waiting()
         head = next(waiting, None)
@@ -171,7 +175,7 @@ class BatchQueue:
                 batch.append(item)
                 rows += item.rows
             due = head.enqueue_ns + self.delay_ns
-            more_coming = busy > 0 or rows < self.last_rows
+            more_coming = busy > 0 or (patient and rows < self.last_rows)
             if rows < self.max_batch_size and more_coming and now_ns < due:
                 prefix = self._preferred_prefix(batch)
                 if prefix == 0:

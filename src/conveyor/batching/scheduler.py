@@ -11,7 +11,10 @@ parameter, default 200 µs, 0 = never; measured as a moving average), the pump r
 on the event loop itself: cheaper than the hand-off, and never blocking the loop for
 long. Slower models always run on their instance threads. And when such a cheap model
 is idle with nothing queued, a request is answered on the spot, without the round trip
-through the queue (the lone-request fast path).
+through the queue (the lone-request fast path) — the first of a loop pass only: the
+others of that pass queue and run as one batch when it ends (`submit_nowait`), which
+answers through a callback (`Reply`), not a future, so that the hot path takes no task,
+no future and no extra loop pass.
 
 Runtimes that see requests (`RequestRuntime`: Python models, in worker processes) get
 each batch as its requests, on a `LoopWorker` (a task awaiting the worker process), and
@@ -28,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,7 @@ import numpy as np
 from conveyor.batching.queue import BatchQueue, QueuedRequest
 from conveyor.errors import ConveyorError, InternalError, RequestTimeoutError, UnavailableError
 from conveyor.metrics.stats import ModelStats
+from conveyor.replies import awaiting, settle
 from conveyor.repository.config import ModelConfig
 from conveyor.runtimes.base import (
     BatchItem,
@@ -88,13 +93,43 @@ def _split(outputs: Outputs, batch: list[QueuedRequest], batched: bool) -> list[
     return parts
 
 
-def _settle(future: asyncio.Future[Outputs], outcome: Outputs | BaseException) -> None:
-    if future.done():  # the caller went away
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+class Reply:
+    """A queued request's answer, handed to a callback the moment it is settled: the
+    stand-in for a future on the hot path (a future's callbacks each cost a loop pass).
+    `cancel` withdraws the request."""
+
+    __slots__ = ("_done", "_item", "_queue", "_then")
+
+    def __init__(
+        self,
+        then: Callable[[Outputs | BaseException], None],
+        item: QueuedRequest,
+        queue: BatchQueue,
+    ) -> None:
+        self._then, self._item, self._queue, self._done = then, item, queue, False
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancel(self) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        self._queue.discard(self._item)
+        return True
+
+    def set_result(self, outputs: Outputs) -> None:
+        self._settle(outputs)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._settle(exc)
+
+    def _settle(self, outcome: Outputs | BaseException) -> None:
+        self._done = True
+        try:
+            self._then(outcome)
+        except Exception:  # the caller's own failure: never the batch-mates'
+            log.exception("answering a request of a batch failed")
 
 
 class Scheduler:
@@ -127,6 +162,7 @@ class Scheduler:
         self.external_in_flight = 0  # requests run outside the queue (an ensemble's)
         self.closed = False
         self._pump_scheduled = False
+        self._pass_busy = False  # a request ran inline in this loop pass (submit_nowait)
         self._inline_max_ns = int(config.parameters.get("inline_execution_max_us", 200)) * 1000
         if self.request_mode:
             self._inline_max_ns = 0  # its work is in another process: never on the loop
@@ -190,23 +226,24 @@ class Scheduler:
     ) -> Outputs:
         if self.closed or self._loop is None:
             raise UnavailableError(f"model '{self.label}' is not accepting requests")
-        if self.request_mode and (down := self._down_reason()) is not None:
+        if not self.request_mode:
+            start = partial(
+                self.submit_nowait,
+                inputs,
+                outputs,
+                rows,
+                key,
+                priority=priority,
+                timeout_us=timeout_us,
+                context=context,
+            )
+            return await awaiting(start, dict)
+        if (down := self._down_reason()) is not None:
             raise UnavailableError(f"model '{self.label}' is not ready: {down}")
         item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
         item.context = context
         if (
             not self._pump_scheduled
-            and not self.in_flight
-            and not self.queue
-            and not self._ordered
-            and 0 <= self._exec_avg_ns < self._inline_max_ns
-        ):
-            # Idle, cheap model, nothing queued: answer now, on this loop pass, without
-            # the round trip through the queue (the lone-request fast path).
-            return self._run_now(item)
-        if (
-            self.request_mode
-            and not self._pump_scheduled
             and not self.queue
             and not self._ordered
             and (worker := self._ready_idle()) is not None
@@ -219,6 +256,53 @@ class Scheduler:
             except NotStartedError:
                 pass  # that instance died before starting it: wait for any instance
         return await self._queued(item, timeout_us)
+
+    def submit_nowait(
+        self,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str],
+        rows: int,
+        key: Hashable,
+        then: Callable[[Outputs | BaseException], None],
+        priority: int = 0,
+        timeout_us: int | None = None,
+        context: RequestContext | None = None,
+    ) -> Outputs | Reply:
+        """`submit` without a coroutine, for runtimes on threads (not request runtimes):
+        the outputs when the request ran at once; else it is queued, and `then` gets its
+        outputs or error when it is answered (called on the loop, by the pump: no task, no
+        future, no loop pass in between), and the Reply returned withdraws it (`cancel`).
+
+        A cheap model that is idle answers at once (the lone-request fast path), but only
+        the first request of a loop pass: the others that arrived in the same pass (many
+        clients at once) wait for the pump at the end of it and run as one batch, one
+        runtime call for all of them instead of one each."""
+        if self.closed or self._loop is None:
+            raise UnavailableError(f"model '{self.label}' is not accepting requests")
+        item = QueuedRequest(inputs, outputs, rows, key, self.queue.level_for(priority))
+        item.context = context  # a pipeline step's timings
+        if (
+            not self._pass_busy
+            and not self._pump_scheduled
+            and not self.in_flight
+            and not self.queue
+            and not self._ordered
+            and 0 <= self._exec_avg_ns < self._inline_max_ns
+        ):
+            self._pass_busy = True
+            self._loop.call_soon(self._end_pass)
+            return self._run_now(item)
+        self.queue.push(item, self._clock(), timeout_us)
+        item.future = reply = Reply(then, item, self.queue)
+        if self._ordered is not None:
+            self._ordered.append(item)
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+        return reply
+
+    def _end_pass(self) -> None:
+        self._pass_busy = False
 
     async def _queued(self, item: QueuedRequest, timeout_us: int | None) -> Outputs:
         assert self._loop is not None
@@ -254,13 +338,14 @@ class Scheduler:
                 if worker is None:
                     self._fail_if_down()
                     break
-            batch = self.queue.take(now, self.in_flight)
+            inline = 0 <= self._exec_avg_ns < self._inline_max_ns
+            batch = self.queue.take(now, self.in_flight, patient=not inline)
             if batch is None:
                 break
             batch = [item for item in batch if not item.future.done()]
             if not batch:
                 continue
-            if 0 <= self._exec_avg_ns < self._inline_max_ns:
+            if inline:
                 self._run_inline(worker, batch)
             else:
                 self._take_slot(worker)
@@ -471,7 +556,7 @@ class Scheduler:
     def _resolve(self, item: QueuedRequest, outcome: Outputs | BaseException) -> None:
         """Answer a request; with preserve_ordering, only once every earlier one is answered."""
         if self._ordered is None:
-            _settle(item.future, outcome)
+            settle(item.future, outcome)
             return
         item.outcome = outcome
         while self._ordered and (
@@ -479,7 +564,7 @@ class Scheduler:
         ):
             head = self._ordered.popleft()
             if head.outcome is not None:
-                _settle(head.future, head.outcome)
+                settle(head.future, head.outcome)
 
     def _translate(self, exc: BaseException) -> ConveyorError:
         if isinstance(exc, ConveyorError):

@@ -20,6 +20,7 @@ encode. No logic beyond that.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,8 +38,10 @@ from conveyor.errors import (
 from conveyor.http.server import HttpRequest, HttpResponse, error_response, json_response
 from conveyor.http.tfserving import TfServingApp
 from conveyor.protocol import v2
-from conveyor.security import Security, http_group
+from conveyor.replies import Withdrawable
+from conveyor.security import DATA, Security, http_group
 from conveyor.sharedmem import CUDA_SHM_UNSUPPORTED
+from conveyor.types import InferRequest, InferResponse
 
 log = logging.getLogger("conveyor.http")
 
@@ -58,6 +61,13 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     return doc
 
 
+def _error(exc: BaseException, request: HttpRequest) -> HttpResponse:
+    if isinstance(exc, ConveyorError):
+        return error_response(exc.status, exc.message, exc.headers() or None)
+    log.error("internal error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal server error")
+
+
 def _method(request: HttpRequest, *allowed: str) -> None:
     if request.method not in allowed:
         raise MethodNotAllowedError(
@@ -70,6 +80,45 @@ class RestApp:
         self.dataplane = dataplane
         self.tfserving = TfServingApp(dataplane)
         self.security = security  # None: open (the server passes None for no tokens)
+
+    def answer(
+        self, request: HttpRequest, reply: Callable[[HttpResponse], None]
+    ) -> HttpResponse | Withdrawable | Awaitable[HttpResponse]:
+        """The HTTP server's entry. An inference (POST /v2/models/M[/versions/V]/infer)
+        starts here without a coroutine: a model that answers at once is answered at once
+        (the response), else `reply` gets the response later and what is returned
+        withdraws the request (`cancel()`). The rest is routed by `__call__` (a coroutine)."""
+        path = request.path
+        if request.method != "POST" or not path.endswith("/infer"):
+            return self(request)
+        parts = path.split("/")  # "", "v2", "models", name, ["versions", v,] "infer"
+        if parts[1:3] != ["v2", "models"] or not (
+            len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions")
+        ):
+            return self(request)
+        if self.security is not None:
+            denied = self.security.check(DATA, request.headers.get("authorization"))
+            if denied is not None:
+                return error_response(denied.status, denied.message, denied.headers or None)
+        name = unquote(parts[3]) if "%" in parts[3] else parts[3]
+
+        def answered(outcome: InferResponse | BaseException) -> None:
+            if isinstance(outcome, InferResponse):
+                try:
+                    reply(self._encoded(outcome, infer_request))
+                    return
+                except Exception as exc:
+                    outcome = exc
+            reply(_error(outcome, request))
+
+        try:
+            infer_request = self._infer_request(request, name, parts[5] if len(parts) == 7 else "")
+            answer = self.dataplane.infer_nowait(infer_request, answered)
+        except Exception as exc:
+            return _error(exc, request)
+        if isinstance(answer, InferResponse):
+            return self._encoded(answer, infer_request)
+        return answer
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         if self.security is not None:
@@ -235,7 +284,7 @@ class RestApp:
             return json_response({"model_stats": self.dataplane.statistics(name, version)})
         raise NotFoundError(f"no route for {request.path}")
 
-    async def _infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+    def _infer_request(self, request: HttpRequest, name: str, version: str) -> InferRequest:
         self.dataplane.check_started()
         raw_length = request.headers.get(HEADER_LENGTH)
         header_length = None
@@ -246,11 +295,11 @@ class RestApp:
                 raise InvalidRequestError(
                     f"Inference-Header-Content-Length is not an integer: {raw_length!r}"
                 ) from None
-        infer_request = v2.decode_request(
-            request.body, header_length, name, version, self.dataplane.limits
-        )
-        response = await self.dataplane.infer(infer_request)
-        body, json_length = v2.encode_response(response, infer_request)
+        return v2.decode_request(request.body, header_length, name, version, self.dataplane.limits)
+
+    @staticmethod
+    def _encoded(response: InferResponse, request: InferRequest) -> HttpResponse:
+        body, json_length = v2.encode_response(response, request)
         if json_length is None:
             return HttpResponse(200, body)
         return HttpResponse(
@@ -259,3 +308,7 @@ class RestApp:
             "application/octet-stream",
             {"inference-header-content-length": str(json_length)},
         )
+
+    async def _infer(self, request: HttpRequest, name: str, version: str) -> HttpResponse:
+        infer_request = self._infer_request(request, name, version)
+        return self._encoded(await self.dataplane.infer(infer_request), infer_request)

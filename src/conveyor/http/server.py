@@ -7,7 +7,10 @@ inference protocols need: keep-alive, pipelining (answered in order), chunked
 request bodies, `Expect: 100-continue`, a request-size limit (413), timeouts for
 stalled bodies (408) and idle connections, and graceful shutdown.
 
-The application is one coroutine function `app(HttpRequest) -> HttpResponse`.
+The application is one coroutine function `app(HttpRequest) -> HttpResponse`; an app
+may instead have `answer(HttpRequest, reply)`, which returns the response itself when it
+has it at once (no task, no coroutine: the hot path of a cheap model), or a coroutine, or
+calls `reply(response)` later and returns what withdraws the request (`cancel()`).
 
 Every time here (idle and read timeouts, the shutdown deadline) is the event loop's clock
 (`loop.time()`), so that a test can run the server on a loop whose clock it drives.
@@ -23,12 +26,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 import orjson
 
+from conveyor.replies import Withdrawable
 from conveyor.types import Chunk
 
 log = logging.getLogger("conveyor.http")
@@ -54,6 +59,7 @@ class HttpResponse:
 
 
 App = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 
@@ -89,7 +95,6 @@ def _head(resp: HttpResponse, length: int, keep_alive: bool) -> bytes:
 class _Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
-        self.app = server.app
         self.transport: asyncio.Transport | None = None
         self.clock = server.clock
         self.parser = httptools.HttpRequestParser(self)
@@ -107,7 +112,11 @@ class _Connection(asyncio.Protocol):
         self.last_activity = self.clock()
         self.paused = False
         self.deferred_reject: tuple[int, str] | None = None
-        self.task: asyncio.Task[None] | None = None  # answering the requests in turn
+        # what is being answered: a task (a coroutine or a stream), or the app's future
+        self.task: asyncio.Task[None] | None = None
+        self.waiting: Withdrawable | None = None  # a request the app answers later
+        self.answer = server.answer
+        self.replies = server.replies
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -118,10 +127,13 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        # nobody is left to read the answer: leave the queue (counted as cancelled);
+        # this is also how a gRPC deadline reaches us through the front process
         if self.task is not None and not self.task.done():
-            # nobody is left to read the answer: leave the queue (counted as cancelled);
-            # this is also how a gRPC deadline reaches us through the front process
             self.task.cancel()
+        if self.waiting is not None:
+            self.waiting.cancel()
+            self.waiting = None
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.clock()
@@ -213,39 +225,89 @@ class _Connection(asyncio.Protocol):
                 self.paused = True
                 self.transport.pause_reading()
         else:
-            self.busy = True
-            self.task = asyncio.get_running_loop().create_task(self._serve(request, keep_alive))
+            self._answer(request, keep_alive)
 
     # --- answering ------------------------------------------------------------------------
 
-    async def _serve(self, request: HttpRequest, keep_alive: bool) -> None:
+    def _answer(self, request: HttpRequest, keep_alive: bool) -> None:
+        """Answer this request and the ones pipelined behind it, in turn: at once when the
+        app answers at once (no task: an inference a cheap model ran on the spot), else
+        when it replies, or when the coroutine it returned is done."""
         while True:
+            self.busy = True
+            reply = partial(self._replied, request=request, keep_alive=keep_alive)
             try:
-                response = await self.app(request)
+                result = self.answer(request, reply) if self.replies else self.answer(request)
             except Exception:  # the app renders its own errors; this is a last resort
                 log.exception("unhandled error answering %s %s", request.method, request.path)
-                response = error_response(500, "internal server error")
-            if self.transport is None:
+                result = error_response(500, "internal server error")
+            if not isinstance(result, HttpResponse):
+                if hasattr(result, "cancel"):  # answered later, through `reply`
+                    self.waiting = result
+                else:  # a coroutine
+                    loop = asyncio.get_running_loop()
+                    self.task = loop.create_task(self._await(result, request, keep_alive))
                 return
-            keep_alive = keep_alive and not self.server.draining
-            if response.stream is not None:
-                if not await self._write_stream(response, keep_alive):
-                    return
-            else:
-                self._write(response, keep_alive)
-            if not keep_alive:
+            following = self._respond(result, keep_alive)
+            if following is None:
+                return
+            request, keep_alive = following
+
+    def _replied(self, response: HttpResponse, *, request: HttpRequest, keep_alive: bool) -> None:
+        """The app's later answer (called on the loop, maybe inside the model's pump: a
+        pipelined request behind it starts on the next loop pass, not inside it)."""
+        self.waiting = None
+        following = self._respond(response, keep_alive)  # None if the connection was lost
+        if following is not None:
+            asyncio.get_running_loop().call_soon(self._answer, *following)
+
+    async def _await(
+        self, pending: Awaitable[HttpResponse], request: HttpRequest, keep_alive: bool
+    ) -> None:
+        try:
+            response = await pending
+        except Exception:
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            response = error_response(500, "internal server error")
+        following = self._respond(response, keep_alive)
+        if following is not None:
+            self._answer(*following)
+
+    def _respond(self, response: HttpResponse, keep_alive: bool) -> tuple[HttpRequest, bool] | None:
+        """Write a response; the next pipelined request to answer, if any."""
+        if self.transport is None:
+            return None
+        keep_alive = keep_alive and not self.server.draining
+        if response.stream is not None:
+            loop = asyncio.get_running_loop()
+            self.task = loop.create_task(self._stream(response, keep_alive))
+            return None
+        self._write(response, keep_alive)
+        return self._next(keep_alive)
+
+    async def _stream(self, response: HttpResponse, keep_alive: bool) -> None:
+        if not await self._write_stream(response, keep_alive):
+            return
+        following = self._next(keep_alive)
+        if following is not None:
+            self._answer(*following)
+
+    def _next(self, keep_alive: bool) -> tuple[HttpRequest, bool] | None:
+        assert self.transport is not None
+        if not keep_alive:
+            self.transport.close()
+            return None
+        if not self.pending:
+            self.busy = False
+            if self.deferred_reject is not None:
+                self._write(error_response(*self.deferred_reject), keep_alive=False)
                 self.transport.close()
-                return
-            if not self.pending:
-                self.busy = False
-                if self.deferred_reject is not None:
-                    self._write(error_response(*self.deferred_reject), keep_alive=False)
-                    self.transport.close()
-                return
-            request, keep_alive = self.pending.popleft()
-            if self.paused and len(self.pending) < 4:
-                self.paused = False
-                self.transport.resume_reading()
+            return None
+        following = self.pending.popleft()
+        if self.paused and len(self.pending) < 4:
+            self.paused = False
+            self.transport.resume_reading()
+        return following
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:
         assert self.transport is not None
@@ -317,6 +379,11 @@ class HttpServer:
         max_header_bytes: int = 16 * 1024,
     ) -> None:
         self.app = app
+        # an app with `answer(request, reply)` may answer at once (an HttpResponse) or
+        # call `reply` later (returning what withdraws it); any other app's coroutine
+        # runs in a task
+        self.replies = hasattr(app, "answer")
+        self.answer: Any = app.answer if self.replies else app  # type: ignore[attr-defined]
         self.max_header_bytes = max_header_bytes
         self.ssl = ssl_context  # TLS on this listener (conveyor.security.Tls)
         self.unix_path = unix_path  # listen on this Unix socket instead of host:port

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -206,11 +205,6 @@ class Server:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         for row in self.dataplane.repository_index():
             log.info("  %-24s %-4s %s %s", row["name"], row["version"], row["state"], row["reason"])
-        # What start-up made (modules, runtimes, models) lives as long as the server: in
-        # the permanent generation, a full collection no longer walks it (under load, each
-        # walk was a pause of milliseconds at p99)
-        gc.collect()
-        gc.freeze()
         log.info("server ready")
 
     async def stop(self) -> None:

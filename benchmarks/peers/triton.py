@@ -51,7 +51,7 @@ class TritonPythonModel:
 CONFIG = """
 name: "linear"
 backend: "python"
-max_batch_size: 64
+max_batch_size: %(max_batch)d
 input [ { name: "x", data_type: TYPE_FP32, dims: [ 256 ] } ]
 output [ { name: "y", data_type: TYPE_FP32, dims: [ 256 ] } ]
 dynamic_batching { max_queue_delay_microseconds: %(delay)d }
@@ -66,11 +66,12 @@ def _venv() -> Path:
     return venv
 
 
-def start_triton(linear_onnx: Path, delay_us: int = 5000) -> Process:
+def start_triton(linear_onnx: Path, delay_us: int = 5000, max_batch: int = 64) -> Process:
     repo = CACHE / "triton-repo"
     shutil.rmtree(repo, ignore_errors=True)
     (repo / "linear" / "1").mkdir(parents=True)
-    (repo / "linear" / "config.pbtxt").write_text(CONFIG % {"delay": delay_us})
+    config = CONFIG % {"delay": delay_us, "max_batch": max_batch}
+    (repo / "linear" / "config.pbtxt").write_text(config)
     (repo / "linear" / "1" / "model.py").write_text(MODEL_PY)
     w = numpy_helper.to_array(onnx.load(str(linear_onnx)).graph.initializer[0])
     np.save(repo / "linear" / "1" / "W.npy", w)

@@ -84,16 +84,17 @@ def json_depth_exceeds(doc: Any, limit: int) -> bool:
     list of objects; of a list of lists (a tensor's rows) only the first, as a tensor's
     rows are alike (a ragged one fails its shape check); a list that starts with a
     number or string is data. So long data costs nothing."""
+    containers = (dict, list)
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > limit:
             return True
         if isinstance(value, dict):
-            stack += [(v, depth + 1) for v in value.values() if isinstance(v, dict | list)]
+            stack += [(v, depth + 1) for v in value.values() if isinstance(v, containers)]
         elif isinstance(value, list) and value:
             if isinstance(value[0], list):
                 stack.append((value[0], depth + 1))
             elif isinstance(value[0], dict):  # e.g. V2's inputs
-                stack += [(v, depth + 1) for v in value if isinstance(v, dict | list)]
+                stack += [(v, depth + 1) for v in value if isinstance(v, containers)]
     return False

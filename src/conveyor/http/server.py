@@ -74,15 +74,19 @@ def error_response(
     return HttpResponse(status, [orjson.dumps({"error": message})], headers=headers)
 
 
+_PREFIXES: dict[tuple[int, str], bytes] = {}  # status line and content type, made once
+
+
 def _head(resp: HttpResponse, length: int, keep_alive: bool) -> bytes:
-    lines = [
-        _STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} Unknown\r\n".encode(),
-        b"content-type: ",
-        resp.content_type.encode(),
-        b"\r\ncontent-length: ",
-        str(length).encode(),
-        b"\r\n",
-    ]
+    prefix = _PREFIXES.get((resp.status, resp.content_type))
+    if prefix is None:
+        status = _STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} Unknown\r\n".encode()
+        prefix = status + b"content-type: " + resp.content_type.encode() + b"\r\ncontent-length: "
+        if len(_PREFIXES) < 256:
+            _PREFIXES[(resp.status, resp.content_type)] = prefix
+    if not resp.headers and keep_alive:  # the common case: one concatenation
+        return prefix + str(length).encode() + b"\r\n\r\n"
+    lines = [prefix, str(length).encode(), b"\r\n"]
     if resp.headers:
         for k, v in resp.headers.items():
             lines.append(f"{k}: {v}\r\n".encode())
@@ -311,10 +315,14 @@ class _Connection(asyncio.Protocol):
 
     def _write(self, response: HttpResponse, keep_alive: bool) -> None:
         assert self.transport is not None
-        length = sum(len(memoryview(b)) for b in response.body)
+        body = response.body
+        if len(body) == 1 and type(body[0]) is bytes:  # the common case
+            length = len(body[0])
+        else:
+            length = sum(len(memoryview(b)) for b in body)
         head = _head(response, length, keep_alive)
-        if len(response.body) == 1 and length < 65536:
-            self.transport.write(head + bytes(response.body[0]))
+        if len(body) == 1 and length < 65536:
+            self.transport.write(head + bytes(body[0]))
         else:
             self.transport.writelines([head, *response.body])
         self.last_activity = self.clock()

@@ -1,8 +1,9 @@
 """A null KServe V2 gRPC target: model `null` (input `x`, FP32 [-1,4]) answered with
 canned, pre-serialized messages (no parsing): the cheapest Python gRPC server, for
-measuring load generators against the same target over gRPC.
+measuring load generators against the same target over gRPC, and the ceiling of a
+Python gRPC front (benchmarks/grpc_ceiling.py; `--width 256` answers as `linear` does).
 
-    python benchmarks/null_grpc.py --port 8401
+    python benchmarks/null_grpc.py --port 8401 [--width 4]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from conveyor.grpc import inference_pb2 as pb
 SERVICE = "inference.GRPCInferenceService"
 
 
-def _answers() -> dict[str, bytes]:
+def _answers(width: int = 4) -> dict[str, bytes]:
     meta = pb.ModelMetadataResponse(name="null", versions=["1"], platform="null")
     meta.inputs.add(name="x", datatype="FP32", shape=[-1, 4])
     meta.outputs.add(name="y", datatype="FP32", shape=[-1, 4])
@@ -28,8 +29,8 @@ def _answers() -> dict[str, bytes]:
     config.config.input.add(name="x", data_type=pb.TYPE_FP32, dims=[4])
     config.config.output.add(name="y", data_type=pb.TYPE_FP32, dims=[4])
     infer = pb.ModelInferResponse(model_name="null", model_version="1")
-    infer.outputs.add(name="y", datatype="FP32", shape=[1, 4])
-    infer.raw_output_contents.append(bytes(16))
+    infer.outputs.add(name="y", datatype="FP32", shape=[1, width])
+    infer.raw_output_contents.append(bytes(4 * width))
     return {
         "ServerLive": pb.ServerLiveResponse(live=True).SerializeToString(),
         "ServerReady": pb.ServerReadyResponse(ready=True).SerializeToString(),
@@ -48,9 +49,9 @@ def _handler(answer: bytes) -> Any:
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
-async def main(port: int) -> None:
+async def main(port: int, width: int) -> None:
     server = grpc.aio.server()
-    table = {name: _handler(answer) for name, answer in _answers().items()}
+    table = {name: _handler(answer) for name, answer in _answers(width).items()}
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, table)])
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -60,4 +61,6 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=8401)
-    uvloop.run(main(p.parse_args().port))
+    p.add_argument("--width", type=int, default=4, help="the canned answer's 1xWIDTH output")
+    args = p.parse_args()
+    uvloop.run(main(args.port, args.width))

@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
 
+from conveyor.errors import ConveyorError
+from conveyor.grpc import inference_pb2 as pb
 from conveyor.grpc import inference_pb2_grpc as pb_grpc
-from conveyor.grpc.service import InferenceService
+from conveyor.grpc.service import InferenceService, status_of
 from conveyor.http.server import HttpRequest, HttpResponse
+from conveyor.protocol import v2_grpc
+from conveyor.replies import Withdrawable
+from conveyor.types import InferResponse
 
 log = logging.getLogger("conveyor.grpc")
 
 SERVICE = "inference.GRPCInferenceService"
+MODEL_INFER = f"/{SERVICE}/ModelInfer"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 STATUS_HEADER = "grpc-status"  # present only on failures: the gRPC status code's number
 CONTENT_TYPE = "application/grpc+proto"
@@ -83,6 +89,18 @@ def failure(code: grpc.StatusCode, details: str) -> HttpResponse:
     )
 
 
+def _infer_response(response: InferResponse) -> HttpResponse:
+    body = v2_grpc.encode_response(response).SerializeToString()
+    return HttpResponse(200, [body], CONTENT_TYPE)
+
+
+def _failure_of(exc: BaseException) -> HttpResponse:
+    if isinstance(exc, ConveyorError):
+        return failure(status_of(exc), exc.message)
+    log.error("internal error in ModelInfer", exc_info=exc)
+    return failure(grpc.StatusCode.INTERNAL, "internal server error")
+
+
 @dataclass(slots=True)
 class _Unary:
     call: Callable[[Any, Any], Any]
@@ -107,6 +125,36 @@ class BridgeApp:
                 self.methods[path] = _Unary(
                     h.stream_stream, h.request_deserializer, h.response_serializer, True
                 )
+
+    def answer(
+        self, request: HttpRequest, reply: Callable[[HttpResponse], None]
+    ) -> HttpResponse | Withdrawable | Awaitable[HttpResponse]:
+        """The bridge's HTTP entry. ModelInfer starts here without a coroutine, as REST's
+        inference does (http/rest.py): answered at once by a model that answers at once,
+        else through `reply`; every other method is a coroutine (`__call__`)."""
+        if request.path != MODEL_INFER:
+            return self(request)
+        try:
+            message = pb.ModelInferRequest.FromString(request.body)
+        except Exception as exc:  # a malformed message from a client, passed on untouched
+            return failure(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request message: {exc}")
+        dataplane = self.service.dataplane
+
+        def answered(outcome: InferResponse | BaseException) -> None:
+            if isinstance(outcome, InferResponse):
+                try:
+                    reply(_infer_response(outcome))
+                    return
+                except Exception as exc:
+                    outcome = exc
+            reply(_failure_of(outcome))
+
+        try:
+            dataplane.check_started()
+            answer = dataplane.infer_nowait(v2_grpc.decode_request(message), answered)
+        except Exception as exc:
+            return _failure_of(exc)
+        return _infer_response(answer) if isinstance(answer, InferResponse) else answer
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path == HEALTH_CHECK:

@@ -7,6 +7,7 @@ so on this 2-core machine it takes far less CPU from the server than a Python cl
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,12 +23,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.utils import ServerProcess  # noqa: E402
 
 CACHE = Path(os.environ.get("CONVEYOR_BENCH_CACHE", Path(tempfile.gettempdir()) / "conveyor-bench"))
+
+
+# the tiny model's request: 1x256 FP32 as V2 JSON (2.7 KB), the same in every script
+TINY_BODY = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [1, 256],
+                "datatype": "FP32",
+                "data": [round(float(v), 6) for v in np.random.default_rng(0).standard_normal(256)],
+            }
+        ]
+    }
+).encode()
+
+
+def bench_json(target: str, *args: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Run `conveyor bench TARGET ARGS --live off` and return its JSON result."""
+    out = CACHE / f"bench-{os.getpid()}-{time.monotonic_ns()}.json"
+    cmd = [sys.executable, "-m", "conveyor.cli", "bench", target, *args, "--live", "off"]
+    proc = subprocess.run(
+        [*cmd, "--output", str(out)], capture_output=True, text=True, timeout=timeout_s
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout + proc.stderr)
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
 
 
 def demo_repo() -> Path:

@@ -12,50 +12,24 @@ worker processes). Targets: c=1 >= 0.7x and c=8 >= 0.8x the null server; c=8 >= 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from _harness import CACHE, Process, conveyor_server, demo_repo, median
+from _harness import Process, bench_json, conveyor_server, demo_repo, median
 from tests.e2e.utils import free_port
 
 HERE = Path(__file__).resolve().parent
 
 
 def point(target: str, clients: int, seconds: float, metadata: str) -> dict[str, float]:
-    out = CACHE / f"grpc-{time.monotonic_ns()}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "conveyor.cli",
-        "bench",
+    doc = bench_json(
         target,
-        "--protocol",
-        "v2-grpc",
-        "--model",
-        "linear",
-        "--concurrency",
-        str(clients),
-        "--duration",
-        str(seconds),
-        "--warmup",
-        "1",
-        "--workers",
-        "2",
-        "--live",
-        "off",
-        "--metadata-url",
-        metadata,
-        "--output",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 4 + 60)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout + proc.stderr)
-    doc = json.loads(out.read_text())
+        *("--protocol", "v2-grpc", "--model", "linear", "--concurrency", str(clients)),
+        *("--duration", str(seconds), "--warmup", "1", "--workers", "2"),
+        *("--metadata-url", metadata),
+        timeout_s=seconds * 4 + 60,
+    )
     return {
         "rps": doc["throughput_rps"],
         "p50": doc["latency_ms"].get("p50", float("nan")),

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from tiny_vs_peers import BODY
 
+from _harness import TINY_BODY as BODY
 from _harness import demo_repo
 from conveyor.dataplane import DataPlane
 from conveyor.http.rest import RestApp

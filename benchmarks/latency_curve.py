@@ -17,53 +17,28 @@ server CPU µs per request.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from _harness import CACHE, Process, conveyor_server, cpu_seconds, demo_repo
+from _harness import Process, bench_json, conveyor_server, cpu_seconds, demo_repo
 from tests.e2e.utils import free_port
 
 HERE = Path(__file__).resolve().parent
 
 
 def point(base: str, pid: int, rate: int, seconds: float, metadata: str) -> dict[str, float]:
-    out = CACHE / f"curve-{time.monotonic_ns()}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "conveyor.cli",
-        "bench",
-        base,
-        "--model",
-        "linear",
-        "--protocol",
-        "v2-json",
-        "--rate",
-        str(rate),
-        "--poisson",
-        "--duration",
-        str(seconds),
-        "--warmup",
-        "1",
-        "--workers",
-        "2",
-        "--live",
-        "off",
-        "--output",
-        str(out),
-        "--metadata-url",
-        metadata,  # the floor serves inference only: the same model's metadata from Conveyor
-    ]
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 4 + 60)
+    doc = bench_json(
+        base,
+        *("--model", "linear", "--protocol", "v2-json", "--rate", str(rate), "--poisson"),
+        *("--duration", str(seconds), "--warmup", "1", "--workers", "2"),
+        # the floor serves inference only: the same model's metadata from Conveyor
+        *("--metadata-url", metadata),
+        timeout_s=seconds * 4 + 60,
+    )
     cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout + proc.stderr)
-    doc = json.loads(out.read_text())
     lat = doc["latency_ms"]
     done = doc["completed"]
     # the CPU window includes the warm-up second: charge it per request answered in it

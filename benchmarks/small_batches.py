@@ -14,25 +14,15 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 
-from tiny_vs_peers import BODY
-
+from _harness import TINY_BODY as BODY
 from _harness import WrkResult, conveyor_server, demo_repo, median, model_repo, wrk
+from conveyor.demo.repository import LINEAR_YAML
 
-CONFIG = """\
-name: linear
-backend: onnxruntime
-max_batch_size: 4
-input:
-  - {name: x, data_type: TYPE_FP32, dims: [256]}
-output:
-  - {name: y, data_type: TYPE_FP32, dims: [256]}
-dynamic_batching:
-  max_queue_delay_microseconds: 10000
-instance_group:
-  - {count: 1, kind: KIND_CPU}
-parameters:
-  intra_op_thread_count: 1
-"""
+# the demo's `linear` with seed 004's batching: at most 4 rows, a 10 ms window
+CONFIG = LINEAR_YAML.replace("max_batch_size: 64", "max_batch_size: 4").replace(
+    "max_queue_delay_microseconds: 5000", "max_queue_delay_microseconds: 10000"
+)
+assert "max_batch_size: 4" in CONFIG and "delay_microseconds: 10000" in CONFIG
 
 
 def main() -> None:

@@ -15,31 +15,16 @@ at 1 client >= 0.8x the floor (issue #2's, against the lean app: >= 2x at 32, 1.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
-
+from _harness import TINY_BODY as BODY
 from _harness import Process, WrkResult, conveyor_server, demo_repo, median, wrk
 
 HERE = Path(__file__).resolve().parent
 FASTAPI_APP = HERE.parent / "src" / "conveyor" / "lab" / "servers" / "fastapi_app.py"
-
-BODY = json.dumps(
-    {
-        "inputs": [
-            {
-                "name": "x",
-                "shape": [1, 256],
-                "datatype": "FP32",
-                "data": [round(float(v), 6) for v in np.random.default_rng(0).standard_normal(256)],
-            }
-        ]
-    }
-).encode()
 
 
 def main() -> None:

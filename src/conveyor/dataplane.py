@@ -310,15 +310,9 @@ class DataPlane:
             sig = signature(mv)
             inputs, rows, key = validate_inputs(sig, request.inputs)
             outputs = self._output_names(sig, request)
-            params = request.parameters
+            priority, timeout_us = _scheduling(request.parameters)
             answer = mv.scheduler.submit_nowait(
-                inputs,
-                outputs,
-                rows,
-                key,
-                answered,
-                priority=_int_param(params, "priority") if params else 0,
-                timeout_us=(_int_param(params, "timeout") if params else 0) or None,
+                inputs, outputs, rows, key, answered, priority=priority, timeout_us=timeout_us
             )
         except BaseException as exc:
             self._record(mv, request, start, exc)
@@ -335,9 +329,7 @@ class DataPlane:
         results: Outputs,
         start: int,
     ) -> InferResponse:
-        if sig.output_reshapes:
-            results = reshape_outputs(sig, results)
-        response = InferResponse(request.model, mv.version_str, results, request.id)
+        response = _response(mv, sig, request, results)
         self._record(mv, request, start, None)
         return response
 
@@ -470,8 +462,7 @@ class DataPlane:
         inputs, rows, key = validate_inputs(sig, raw_inputs)
         outputs = self._output_names(sig, request)
         params = request.parameters
-        priority = _int_param(params, "priority") if params else 0
-        timeout_us = _int_param(params, "timeout") if params else 0
+        priority, timeout_us = _scheduling(params)
         if mv.config.ensemble_steps:
             return await self._run_ensemble(mv, request, inputs, outputs, rows)
         context = None
@@ -483,12 +474,10 @@ class DataPlane:
             rows,
             key,
             priority=priority,
-            timeout_us=timeout_us or None,
+            timeout_us=timeout_us,
             context=context,
         )
-        if sig.output_reshapes:
-            results = reshape_outputs(sig, results)
-        response = InferResponse(request.model, mv.version_str, results, request.id)
+        response = _response(mv, sig, request, results)
         for name, ref in request.shm_outputs.items():
             self.shm.write(f"output '{name}'", ref, to_bytes(results[name]))
             response.in_shm[name] = ref
@@ -582,6 +571,21 @@ def _task_done(
     if not task.cancelled():  # cancelled: withdrawn by the caller, who expects nothing
         exc = task.exception()
         then(exc if exc is not None else task.result())
+
+
+def _response(
+    mv: ModelVersion, sig: Signature, request: InferRequest, results: Outputs
+) -> InferResponse:
+    if sig.output_reshapes:
+        results = reshape_outputs(sig, results)
+    return InferResponse(request.model, mv.version_str, results, request.id)
+
+
+def _scheduling(params: dict[str, Any]) -> tuple[int, int | None]:
+    """The request parameters `priority` and `timeout` (µs; None: no timeout)."""
+    if not params:
+        return 0, None
+    return _int_param(params, "priority"), _int_param(params, "timeout") or None
 
 
 def _int_param(params: dict[str, Any], name: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -177,6 +178,14 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-client-ca-file",
         metavar="PEM",
         help="require client certificates signed by this CA (mutual TLS)",
+    )
+    s.add_argument(
+        "--malloc",
+        choices=["tuned", "system"],
+        default="tuned",
+        help="tuned (default): glibc's malloc keeps the memory of big tensors between "
+        "batches instead of faulting it in again each time (a model's activations; RSS "
+        "stays near its peak); system: glibc's own settings (docs/runtimes.md)",
     )
     s.add_argument(
         "--default-max-batch-size",
@@ -545,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from conveyor.limits import Limits
 
+    if args.malloc == "tuned":  # process-wide: here, at the process's entry
+        from conveyor import allocator
+
+        logging.getLogger("conveyor").info("%s", allocator.tune())
     options = ServerOptions(
         repository=args.repository,
         limits=Limits(

@@ -5,8 +5,10 @@ default), on a null `grpc.aio` server answering canned bytes of the same size
 and on Triton 2.51 (benchmarks/peers/triton.py, if its virtualenv exists), in one run,
 rounds alternating, medians. The client is `conveyor bench --protocol v2-grpc` (two
 worker processes). Targets: c=1 >= 0.7x and c=8 >= 0.8x the null server; c=8 >= Triton.
+`--fronts process,loop,thread` measures each `--grpc-front` layout as its own target
+(`conveyor` is the default, the front process).
 
-    python benchmarks/grpc_ceiling.py [--seconds 6] [--rounds 3] [--clients 1,8]
+    python benchmarks/grpc_ceiling.py [--seconds 6] [--rounds 3] [--clients 1,8] [--fronts ...]
 """
 
 from __future__ import annotations
@@ -44,13 +46,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clients", default="1,8")
     p.add_argument("--no-triton", action="store_true")
+    p.add_argument("--fronts", default="process", help="--grpc-front layouts to measure")
     args = p.parse_args()
     repo = demo_repo()
     with ExitStack() as stack:
-        conv = conveyor_server(repo, "--model-control-mode", "explicit", "--load-model", "linear")
-        stack.callback(conv.stop)
-        metadata = f"http://{conv.url}"
-        targets = {"conveyor": f"127.0.0.1:{conv.grpc_port}"}
+        targets: dict[str, str] = {}
+        for front in args.fronts.split(","):
+            conv = conveyor_server(
+                repo, "--model-control-mode", "explicit", "--load-model", "linear",
+                "--grpc-front", front,
+            )  # fmt: skip
+            stack.callback(conv.stop)
+            name = "conveyor" if front == "process" else f"conveyor-{front}"
+            targets[name] = f"127.0.0.1:{conv.grpc_port}"
+            metadata = f"http://{conv.url}"
         port = free_port()
         null = Process(
             [sys.executable, str(HERE / "null_grpc.py"), "--port", str(port), "--width", "256"],
@@ -84,10 +93,13 @@ def main() -> None:
             f"{sum(r['errors'] for r in rs):>8.0f}"
         )
     print("\nconveyor / peer, throughput (medians):")
-    for (name, clients), rs in results.items():
-        if name != "conveyor":
-            ours = median([r["rps"] for r in results[("conveyor", clients)]])
-            print(f"  vs {name:<14} c={clients:<3} x{ours / median([r['rps'] for r in rs]):.2f}")
+    ours_names = [n for n in targets if n.startswith("conveyor")]
+    for ours_name in ours_names:
+        for (name, clients), rs in results.items():
+            if name not in ours_names:
+                ours = median([r["rps"] for r in results[(ours_name, clients)]])
+                ratio = ours / median([r["rps"] for r in rs])
+                print(f"  {ours_name:<16} vs {name:<14} c={clients:<3} x{ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class TfServingApp:
             doc = orjson.loads(request.body)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequestError(f"malformed JSON in request body: {exc}") from None
-        self.dataplane.limits.check_json_depth(doc)
+        self.dataplane.limits.check_json_depth(doc, raw=request.body)
         meta = self.dataplane.model_metadata(name, version)
         wanted = doc.get("signature_name") if isinstance(doc, dict) else None
         if wanted:

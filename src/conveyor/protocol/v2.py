@@ -94,7 +94,9 @@ def decode_request(
     if not isinstance(header, dict):
         raise InvalidRequestError("request body must be a JSON object")
     if limits is not None:
-        limits.check_json_depth(header)
+        limits.check_json_depth(
+            header, raw=body if header_length == total else bytes(view[:header_length])
+        )
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidRequestError("request needs a non-empty 'inputs' list")

@@ -2,6 +2,7 @@
 configuration, and a table of images/s per runtime so a user sees which one to pick.
 
     python benchmarks/runtimes.py [--seconds 8] [--rounds 3] [--runtimes onnx,torch,...]
+                                  [--skip-table] [--skip-served]
 
 The networks are `conveyor.demo.frameworks`' ResNet-50 and MobileNetV2: the same
 fixed-seed weights in ONNX, TorchScript, a Keras SavedModel and OpenVINO IR (built once
@@ -292,6 +293,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runtimes", default=",".join(RUNTIMES))
     p.add_argument("--skip-table", action="store_true")
+    p.add_argument("--skip-served", action="store_true", help="the table only")
     args = p.parse_args()
     runtimes = args.runtimes.split(",")
     roots = {net: build(net) for net in ("resnet50", "mobilenet_v2")}
@@ -312,6 +314,8 @@ def main() -> None:
                 f"{cells[3]:>8.1f}"
             )
 
+    if args.skip_served:
+        return
     print("\nResNet-50 served / in-process best (batch 8), medians of alternating rounds:")
     for runtime in runtimes:
         root = roots["resnet50"]

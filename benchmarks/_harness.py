@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -170,6 +171,42 @@ def wrk(
         errors=int(errors.group(1)) if errors else 0,
         requests=int(requests.group(1)) if requests else 0,
     )
+
+
+def answered(url: str, model: str) -> int:
+    """Inferences the server at `url` (host:port) has answered for `model` (statistics API)."""
+    with urllib.request.urlopen(f"http://{url}/v2/models/{model}/stats", timeout=30) as r:
+        return int(json.load(r)["model_stats"][0]["inference_count"])
+
+
+def served_steady(
+    url: str,
+    model: str,
+    body: bytes,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    timeout_s: float = 30.0,
+) -> tuple[float, WrkResult]:
+    """Requests/s the server answered in `seconds` of steady closed-loop load (counted by
+    the server, from 5 s after wrk starts to 5 s before it stops), and wrk's own result.
+    wrk divides by its whole run, which includes filling the pipeline: when latency is a
+    sizeable share of the run (big models, many clients), its figure reads low by about
+    latency / duration."""
+    infer = f"http://{url}/v2/models/{model}/infer"
+    done: list[WrkResult] = []
+    load = threading.Thread(
+        target=lambda: done.append(
+            wrk(infer, body, headers, clients, seconds + 10, timeout_s=timeout_s)
+        )
+    )
+    load.start()
+    time.sleep(5)
+    first, start = answered(url, model), time.perf_counter()
+    time.sleep(seconds)
+    rate = (answered(url, model) - first) / (time.perf_counter() - start)
+    load.join()
+    return rate, done[0]
 
 
 def wait_ready(

@@ -42,7 +42,6 @@ import os
 import shutil
 import threading
 import time
-import urllib.request
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -50,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import CACHE, WrkResult, conveyor_server, median, wrk
+from _harness import CACHE, conveyor_server, median, served_steady, wrk
 from conveyor.demo import frameworks
 
 RUNTIMES = ("onnx", "openvino", "torch", "tensorflow")
@@ -240,32 +239,6 @@ def served_repo(root: Path, runtime: str, instances: int, threads: int) -> Path:
     return repo
 
 
-def inferences(url: str) -> int:
-    with urllib.request.urlopen(f"http://{url}/v2/models/resnet/stats", timeout=30) as r:
-        return int(json.load(r)["model_stats"][0]["inference_count"])
-
-
-def served_steady(
-    url: str, payload: bytes, headers: dict[str, str], clients: int, seconds: float
-) -> tuple[float, WrkResult]:
-    """Images/s the server answered in `seconds` of steady load (5 s after wrk starts,
-    5 s before it stops), and wrk's result for its whole run."""
-    infer = f"http://{url}/v2/models/resnet/infer"
-    done: list[WrkResult] = []
-    load = threading.Thread(
-        target=lambda: done.append(
-            wrk(infer, payload, headers, clients, seconds + 10, timeout_s=30)
-        )
-    )
-    load.start()
-    time.sleep(5)
-    first, start = inferences(url), time.perf_counter()
-    time.sleep(seconds)
-    rate = (inferences(url) - first) / (time.perf_counter() - start)
-    load.join()
-    return rate, done[0]
-
-
 def body(name: str) -> tuple[bytes, dict[str, str]]:
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     header = json.dumps(
@@ -338,7 +311,9 @@ def main() -> None:
                 clients = 8 * best[0] + 8
                 url = f"http://{server.url}/v2/models/resnet/infer"
                 wrk(url, payload, headers, clients, 5, timeout_s=30)  # warm-up
-                rate, r = served_steady(server.url, payload, headers, clients, args.seconds)
+                rate, r = served_steady(
+                    server.url, "resnet", payload, headers, clients, args.seconds
+                )
                 served.append(rate)
             finally:
                 server.stop()

@@ -5,8 +5,9 @@ to 32 MiB at most) pages of its own and hands them back to the kernel when it is
 and gives a heap's free top back beyond the trim threshold. A model's activations and the
 requests' tensors are such blocks, made and freed on every batch, so each batch faults its
 working set in again, page by page, zeroed by the kernel: ResNet-50 at batch 8 under
-PyTorch took 9-22 thousand minor faults per batch, served or in-process (measured with
-getrusage and /proc on a 2-vCPU VM, docs/runtimes.md).
+PyTorch took 9-13 thousand minor faults per batch in-process and 24-32 thousand served,
+with 49-66 ms of kernel CPU per batch (getrusage and /proc on a 2-vCPU VM,
+docs/runtimes.md).
 
 `tune()` keeps that memory in the process: blocks up to 32 MiB come from the heap (glibc's
 limit for the threshold), a heap keeps up to 256 MiB free at its top, and grows by 64 MiB

@@ -11,14 +11,12 @@ under the cache; outputs checked to agree first).
 1. Table: in-process images/s, batch 1 and 8, one instance with 2 threads, per runtime
    (ONNX Runtime, OpenVINO, PyTorch TorchScript, TensorFlow).
 2. ResNet-50 served ÷ in-process, per runtime (target >= 0.95). In-process: the best of
-   {1 instance x 2 threads, 2 instances x 1 thread} at batch 8, measured two ways: every
-   call on one reused input array ("reused", the most flattering), and every call on a
-   new array copied from the data ("fresh", what an application that receives new
-   images does, and what the server does when it joins 8 requests into a batch), each in
-   a child process with glibc's malloc as it comes ("system") and tuned as `conveyor
-   serve` tunes it by default ("tuned", conveyor.allocator); the best of these is the
-   baseline. Served:
-   `conveyor serve` with that instance/thread configuration, dynamic batching up to 8,
+   {1 instance x 2 threads, 2 instances x 1 thread} at batch 8, every call on a new array
+   copied from the data (what an application that receives new images does, and what
+   the server does when it joins 8 requests into a batch), in a child process with
+   glibc's malloc as it comes ("system") and tuned as `conveyor serve` tunes it by
+   default ("tuned", conveyor.allocator); the better of the two is the baseline.
+   Served: `conveyor serve` with that instance/thread configuration, dynamic batching up to 8,
    binary V2 tensors (1x3x224x224 FP32 per request) from wrk at 8 connections per
    instance plus 8 more (saturation: when an instance finishes a batch, the next full
    batch is already queued, as it always is in-process). Served images/s are counted by

@@ -24,7 +24,6 @@ library import.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 
 # mallopt(3) parameter numbers (malloc.h)
@@ -47,7 +46,7 @@ def tune() -> str:
     """Set glibc's malloc for tensors; what was done, as a sentence for the log."""
     if platform.libc_ver()[0] != "glibc":
         return "malloc left as it is (not glibc)"
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt
     refused = [param for param, value in SETTINGS if libc.mallopt(param, value) != 1]
     if refused:
         return f"malloc: glibc refused mallopt parameters {refused}"

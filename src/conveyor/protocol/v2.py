@@ -94,9 +94,7 @@ def decode_request(
     if not isinstance(header, dict):
         raise InvalidRequestError("request body must be a JSON object")
     if limits is not None:
-        limits.check_json_depth(
-            header, raw=body if header_length == total else bytes(view[:header_length])
-        )
+        limits.check_json_depth(header, raw=body[:header_length])  # all of it: no copy
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidRequestError("request needs a non-empty 'inputs' list")

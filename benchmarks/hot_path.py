@@ -11,7 +11,8 @@ it: what is left is what our Python costs next to the floor's.
 
     python benchmarks/hot_path.py [--requests 20000] [--profile]
 
-`--profile` prints cProfile's table for the Conveyor side (32 per pass). Under
+`--profile [1|32]` prints cProfile's table for the Conveyor side (32 per pass unless
+1 is given). Under
 `valgrind --tool=callgrind` the figures become instruction counts that repeat whatever
 the machine's load.
 """
@@ -84,6 +85,7 @@ async def measure(feed: list[Callable[[bytes], None]], sinks: list[Sink], reques
         for data_received in feed:
             data_received(REQUEST)
         expected += per_pass
+        await asyncio.sleep(0)  # the pass ends (a request per pass is a client's pace)
         while sum(s.answers for s in sinks) < expected:
             await asyncio.sleep(0)
     return (time.thread_time_ns() - start) / 1e3 / (passes * per_pass)
@@ -137,7 +139,7 @@ async def run(args: argparse.Namespace) -> None:
     stats = repository.get("linear", "").scheduler.stats
     print(f"  mean batch: {stats.inference_count / max(1, stats.execution_count):.1f} rows")
     if args.profile:
-        feed, sinks = setups[("conveyor", 32)]
+        feed, sinks = setups[("conveyor", args.profile)]
         profile = cProfile.Profile()
         profile.enable()
         await measure(feed, sinks, args.requests)
@@ -150,7 +152,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--requests", type=int, default=20000, help="per measurement")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=32,
+        choices=(1, 32),
+        help="print cProfile's table for Conveyor at this many requests per pass (32)",
+    )
     args = p.parse_args()
     try:
         import uvloop

@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -75,6 +74,7 @@ def error_response(
 
 
 _PREFIXES: dict[tuple[int, str], bytes] = {}  # status line and content type, made once
+_HEADER_NAMES: dict[bytes, str] = {}  # a header name as sent -> its lower-case str
 
 
 def _head(resp: HttpResponse, length: int, keep_alive: bool) -> bytes:
@@ -112,7 +112,7 @@ class _Connection(asyncio.Protocol):
         self.discarding = False  # a 413 was sent: ignore the rest of this connection
         self.pending: deque[tuple[HttpRequest, bool]] = deque()
         self.busy = False
-        self.keep_alive = True
+        self.keep_alive = True  # of the request being answered
         self.last_activity = self.clock()
         self.paused = False
         self.deferred_reject: tuple[int, str] | None = None
@@ -166,8 +166,15 @@ class _Connection(asyncio.Protocol):
         self._count_header(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        self._count_header(len(name) + len(value) + 4)
+        key = _HEADER_NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(_HEADER_NAMES) < 256 and len(name) <= 64:  # bounded, whatever is sent
+                _HEADER_NAMES[name] = key
+        self.headers[key] = value.decode("latin-1")
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.server.max_header_bytes:
+            self._count_header(0)
 
     def _count_header(self, n: int) -> None:
         self.header_bytes += n
@@ -239,9 +246,11 @@ class _Connection(asyncio.Protocol):
         when it replies, or when the coroutine it returned is done."""
         while True:
             self.busy = True
-            reply = partial(self._replied, request=request, keep_alive=keep_alive)
+            self.keep_alive = keep_alive  # the one request being answered: `_replied`'s
             try:
-                result = self.answer(request, reply) if self.replies else self.answer(request)
+                result = (
+                    self.answer(request, self._replied) if self.replies else self.answer(request)
+                )
             except Exception:  # the app renders its own errors; this is a last resort
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 result = error_response(500, "internal server error")
@@ -257,11 +266,12 @@ class _Connection(asyncio.Protocol):
                 return
             request, keep_alive = following
 
-    def _replied(self, response: HttpResponse, *, request: HttpRequest, keep_alive: bool) -> None:
-        """The app's later answer (called on the loop, maybe inside the model's pump: a
-        pipelined request behind it starts on the next loop pass, not inside it)."""
+    def _replied(self, response: HttpResponse) -> None:
+        """The app's later answer to the request being answered (called on the loop, maybe
+        inside the model's pump: a pipelined request behind it starts on the next loop
+        pass, not inside it)."""
         self.waiting = None
-        following = self._respond(response, keep_alive)  # None if the connection was lost
+        following = self._respond(response, self.keep_alive)  # None if the connection was lost
         if following is not None:
             asyncio.get_running_loop().call_soon(self._answer, *following)
 

@@ -40,6 +40,10 @@ class FakeRuntime(Runtime):
             _wait(backend.gate)
             if backend.delay_s:
                 time.sleep(backend.delay_s)
+            if backend.spin_s:
+                spun = time.thread_time() + backend.spin_s
+                while time.thread_time() < spun:
+                    pass
             if np.any(x == backend.held):
                 _wait(backend.hold)
             if np.any(x == backend.poison):
@@ -63,6 +67,7 @@ class FakeBackend(Backend):
     def __init__(self, shape: tuple[int, ...] = (-1, 4), delay_s: float = 0.0) -> None:
         self.shape = shape
         self.delay_s = delay_s
+        self.spin_s = 0.0  # CPU each batch burns (a model that costs, not one that waits)
         self.poison = -999.0  # a batch holding this value fails
         self.held = -555.0  # a batch holding this value waits for `hold`
         self.batches: list[int] = []  # rows of each batch, as its execution starts

@@ -289,3 +289,20 @@ async def test_an_answered_or_withdrawn_request_leaves_no_reference_cycle() -> N
     finally:
         gc.enable()
     s.close()
+
+
+async def test_a_model_that_turns_costly_leaves_the_loop() -> None:
+    """Inline runs are measured one in _INLINE_SAMPLE (a thread's CPU clock is a system
+    call); the first one after the model measured cheap is, so the next request waits for
+    an instance thread instead of running on the loop."""
+    backend = FakeBackend()
+    s = await _cheap(backend)
+    backend.spin_s = 0.002  # 2 ms of CPU per batch: ten times the inline limit
+    answers: list[object] = []
+    assert isinstance(s.submit_nowait({"x": rows(1, 1)}, ["y"], 1, (4,), answers.append), dict)
+    await asyncio.sleep(0)  # the next loop pass
+    reply = s.submit_nowait({"x": rows(1, 2)}, ["y"], 1, (4,), answers.append)
+    assert not isinstance(reply, dict)  # queued for an instance: not run on the loop
+    await until(lambda: len(answers) == 1)
+    np.testing.assert_array_equal(answers[0]["y"], rows(1, 4))  # type: ignore[index]
+    s.close()

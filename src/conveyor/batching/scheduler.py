@@ -56,10 +56,14 @@ log = logging.getLogger("conveyor.batching")
 Outputs = dict[str, np.ndarray]
 
 
-# The CPU clock of a batch run inline: on the event loop thread nothing else runs in
-# between, so its wall time is its CPU time, read without a system call (a thread's CPU
-# clock is one: ~1 µs, twice per request on the lone-request path).
-_LOOP_CPU = time.perf_counter_ns
+def _unmeasured() -> int:
+    return 0
+
+
+# An inline run's cost is measured on one batch in this many: a thread's CPU clock is a
+# system call (~1 µs, twice per request on the lone-request path), and wall time would
+# count a preemption of the loop's thread as the model's cost.
+_INLINE_SAMPLE = 8
 
 
 @dataclass(slots=True)
@@ -70,7 +74,7 @@ class BatchResult:
     input_ns: int  # gathering the batch's inputs
     infer_ns: int  # the runtime
     output_ns: int  # splitting the outputs back
-    cpu_ns: int  # the executing thread's CPU time: excludes waiting for the GIL
+    cpu_ns: int  # the executing thread's CPU time (excludes waiting for the GIL); -1: not measured
 
 
 def _concat(batch: list[QueuedRequest]) -> dict[str, np.ndarray]:
@@ -183,6 +187,7 @@ class Scheduler:
         # Only without batching: there, a batch grows while its instance is busy.
         self._slots = 2 if self.request_mode and config.max_batch_size == 0 else 1
         self._exec_avg_ns = -1  # moving average of batch compute time; -1 = not measured
+        self._inline_runs = 0
         self._worker_done: dict[int, int] = {}  # request runtimes: when each last answered
         db = config.dynamic_batching
         # preserve_ordering: requests in arrival order, answered strictly in that order
@@ -436,9 +441,14 @@ class Scheduler:
             raise self._translate(outcome)
         return {n: outcome[n] for n in item.outputs if n in outcome}
 
+    def _inline_clock(self) -> Callable[[], int]:
+        """The CPU clock for the next inline run: the thread's, one run in _INLINE_SAMPLE."""
+        self._inline_runs += 1
+        return time.thread_time_ns if self._inline_runs % _INLINE_SAMPLE == 1 else _unmeasured
+
     def _run_now(self, item: QueuedRequest) -> Outputs:
         item.enqueue_ns = item.dispatch_ns = self._clock()
-        result = self._execute(self._idle[-1].runtime, [item], _LOOP_CPU)
+        result = self._execute(self._idle[-1].runtime, [item], self._inline_clock())
         self._measure(result)
         self._record([item], result)
         outcome = result.results[0]
@@ -448,7 +458,7 @@ class Scheduler:
 
     def _run_inline(self, worker: Any, batch: list[QueuedRequest]) -> None:
         try:
-            result, error = self._execute(worker.runtime, batch, _LOOP_CPU), None
+            result, error = self._execute(worker.runtime, batch, self._inline_clock()), None
         except Exception as exc:
             result, error = None, exc
         self._complete(batch, result, error)
@@ -529,7 +539,8 @@ class Scheduler:
                         results.append(single_exc)
         t3 = time.perf_counter_ns()
         t2 = max(t2, t1)
-        return BatchResult(results, t1 - t0, t2 - t1, t3 - t2, cpu_clock() - cpu_start)
+        cpu_ns = cpu_clock() - cpu_start if cpu_clock is not _unmeasured else -1
+        return BatchResult(results, t1 - t0, t2 - t1, t3 - t2, cpu_ns)
 
     def _complete(
         self, batch: list[QueuedRequest], result: BatchResult | None, error: BaseException | None
@@ -568,6 +579,8 @@ class Scheduler:
         # CPU time, not wall time: on a worker thread, wall time includes waiting for
         # the GIL while the loop is busy, which says nothing about the model's cost.
         avg, cost = self._exec_avg_ns, result.cpu_ns
+        if cost < 0:  # an inline run left unmeasured
+            return
         self._exec_avg_ns = cost if avg < 0 else (avg * 7 + cost) // 8
 
     def _resolve(self, item: QueuedRequest, outcome: Outputs | BaseException) -> None:

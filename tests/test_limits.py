@@ -43,3 +43,20 @@ def test_brackets_inside_strings_only_cost_a_walk() -> None:
     raw = orjson.dumps({"name": "[[[[{{{{[[[[", "data": [1, 2]})
     assert raw.count(b"[") + raw.count(b"{") > 8
     Limits(max_json_depth=8).check_json_depth(orjson.loads(raw), raw=raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "expected"),
+    [
+        (b"", 0, True),
+        (b"[]", 0, False),
+        (b"[{}]", 2, True),
+        (b"[{}]", 1, False),
+        (b"[[[", 2, False),
+        (b'{"a":[1,{"b":[2]}],"c":"[{"}', 5, False),  # inside strings too: an upper bound
+        (b'{"a":[1,{"b":[2]}],"c":"[{"}', 6, True),
+    ],
+)
+def test_bracket_bound_counts_both_kinds(raw: bytes, limit: int, expected: bool) -> None:
+    assert limits_module._brackets_at_most(raw, limit) is expected
+    assert expected is (raw.count(b"[") + raw.count(b"{") <= limit)

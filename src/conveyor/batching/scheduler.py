@@ -56,10 +56,6 @@ log = logging.getLogger("conveyor.batching")
 Outputs = dict[str, np.ndarray]
 
 
-def _unmeasured() -> int:
-    return 0
-
-
 # An inline run's cost is measured on one batch in this many: a thread's CPU clock is a
 # system call (~1 µs, twice per request on the lone-request path), and wall time would
 # count a preemption of the loop's thread as the model's cost.
@@ -441,10 +437,11 @@ class Scheduler:
             raise self._translate(outcome)
         return {n: outcome[n] for n in item.outputs if n in outcome}
 
-    def _inline_clock(self) -> Callable[[], int]:
-        """The CPU clock for the next inline run: the thread's, one run in _INLINE_SAMPLE."""
+    def _inline_clock(self) -> Callable[[], int] | None:
+        """The CPU clock for the next inline run: the thread's, one run in _INLINE_SAMPLE
+        (None: that run goes unmeasured)."""
         self._inline_runs += 1
-        return time.thread_time_ns if self._inline_runs % _INLINE_SAMPLE == 1 else _unmeasured
+        return time.thread_time_ns if self._inline_runs % _INLINE_SAMPLE == 1 else None
 
     def _run_now(self, item: QueuedRequest) -> Outputs:
         item.enqueue_ns = item.dispatch_ns = self._clock()
@@ -512,12 +509,13 @@ class Scheduler:
         self,
         runtime: Runtime,
         batch: list[QueuedRequest],
-        cpu_clock: Callable[[], int] = time.thread_time_ns,
+        cpu_clock: Callable[[], int] | None = time.thread_time_ns,
     ) -> BatchResult:
         """Runs on the worker thread (or inline, on the loop). A failed batch is retried
         request by request, so a bad request fails alone and its batch-mates still get
-        their answers. `cpu_clock` measures the batch's CPU cost (see `_measure`)."""
-        t0, cpu_start = time.perf_counter_ns(), cpu_clock()
+        their answers. `cpu_clock` measures the batch's CPU cost (see `_measure`); None
+        leaves it unmeasured."""
+        t0, cpu_start = time.perf_counter_ns(), cpu_clock() if cpu_clock is not None else 0
         names = sorted({name for item in batch for name in item.outputs})
         results: list[Outputs | BaseException]
         t1 = t2 = t0
@@ -539,7 +537,7 @@ class Scheduler:
                         results.append(single_exc)
         t3 = time.perf_counter_ns()
         t2 = max(t2, t1)
-        cpu_ns = cpu_clock() - cpu_start if cpu_clock is not _unmeasured else -1
+        cpu_ns = cpu_clock() - cpu_start if cpu_clock is not None else -1
         return BatchResult(results, t1 - t0, t2 - t1, t3 - t2, cpu_ns)
 
     def _complete(

@@ -216,8 +216,82 @@ def _bin(size: int, shape: list[int], datatype: str = "FP32") -> bytes:
             len(_bin(6, [1], "BYTES")),
             "overruns",
         ),
+        (
+            body({"name": "x", "shape": [1], "datatype": ["FP32"], "data": [1]}),
+            None,
+            r"unknown datatype \['FP32'\]",
+        ),
+        (
+            body({"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": [1]}),
+            None,
+            "input 'x': 'parameters' must be an object",
+        ),
+        (
+            body({"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}, outputs=5),
+            None,
+            "'outputs' must be a list",
+        ),
+        (
+            body(
+                {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]},
+                outputs=[{"name": "y", "parameters": 5}],
+            ),
+            None,
+            "output 'y': 'parameters' must be an object",
+        ),
     ],
 )
 def test_bad_bodies_name_the_problem(raw: bytes, hlen: int | None, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         decode_request(raw, hlen, "m", "")
+
+
+_VALUES: list[object] = [None, True, 0, -1, 2, 1.5, "", "x", "FP32", [], [1], [-1], ["a"], {}]
+
+
+def _mutations(doc: object, rng: np.random.Generator, depth: int = 0) -> object:
+    """`doc` with values here and there replaced, removed or added (seeded)."""
+    if isinstance(doc, dict):
+        out = {}
+        for key, value in doc.items():
+            roll = rng.random()
+            if roll < 0.1:
+                continue  # dropped
+            out[key] = _VALUES[rng.integers(len(_VALUES))] if roll < 0.3 else value
+            if roll >= 0.3:
+                out[key] = _mutations(value, rng, depth + 1)
+        if rng.random() < 0.1:
+            out["parameters"] = _VALUES[rng.integers(len(_VALUES))]
+        return out
+    if isinstance(doc, list) and doc and rng.random() < 0.5:
+        return [_mutations(v, rng, depth + 1) for v in doc] + (
+            [_VALUES[rng.integers(len(_VALUES))]] if rng.random() < 0.2 else []
+        )
+    return doc
+
+
+def test_any_malformed_body_is_a_400_never_a_crash() -> None:
+    """Valid requests mutated at random (seeded): each one decodes or is an
+    InvalidRequestError (a 400 that names it), never another exception (a 500)."""
+    rng = np.random.default_rng(11)
+    valid = {
+        "id": "r1",
+        "inputs": [
+            {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]},
+            {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+            {"name": "b", "shape": [2], "datatype": "INT32", "parameters": {"binary_data_size": 8}},
+        ],
+        "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        "parameters": {"binary_data_output": False},
+    }
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(3000):
+        header = orjson.dumps(_mutations(valid, rng))
+        raw = header + np.arange(2, dtype=np.int32).tobytes()
+        for hlen in (len(header), None):
+            try:
+                decode_request(raw, hlen, "m", "")
+                outcomes["decoded"] += 1
+            except InvalidRequestError:
+                outcomes["refused"] += 1
+    assert outcomes["decoded"] > 0 and outcomes["refused"] > 0

@@ -82,7 +82,7 @@ def _concat(batch: list[QueuedRequest]) -> dict[str, np.ndarray]:
 def _split(outputs: Outputs, batch: list[QueuedRequest], batched: bool) -> list[Outputs]:
     if not batched:
         return [outputs]
-    total = sum(item.rows for item in batch)
+    total = sum([item.rows for item in batch])
     for name, value in outputs.items():
         if value.ndim == 0 or value.shape[0] != total:
             raise InternalError(
@@ -92,9 +92,9 @@ def _split(outputs: Outputs, batch: list[QueuedRequest], batched: bool) -> list[
     if len(batch) == 1:
         return [outputs]
     parts, start = [], 0
-    for item in batch:
+    for item in batch:  # each request's rows of the outputs it asked for
         end = start + item.rows
-        parts.append({name: value[start:end] for name, value in outputs.items()})
+        parts.append({n: outputs[n][start:end] for n in item.outputs if n in outputs})
         start = end
     return parts
 
@@ -552,12 +552,14 @@ class Scheduler:
             )
             if isinstance(outcome, BaseException):
                 self._resolve(item, self._translate(outcome))
-            else:
+            elif len(outcome) == len(item.outputs):  # what it asked for (see _split)
+                self._resolve(item, outcome)
+            else:  # a runtime's every output, or a request runtime's
                 self._resolve(item, {n: outcome[n] for n in item.outputs if n in outcome})
 
     def _record(self, batch: list[QueuedRequest], result: BatchResult) -> None:
         self.stats.record_batch(
-            rows=sum(item.rows for item in batch),
+            rows=sum([item.rows for item in batch]),
             queue_ns=[item.dispatch_ns - item.enqueue_ns for item in batch],
             input_ns=result.input_ns,
             infer_ns=result.infer_ns,

@@ -75,6 +75,7 @@ def error_response(
 
 _PREFIXES: dict[tuple[int, str], bytes] = {}  # status line and content type, made once
 _HEADER_NAMES: dict[bytes, str] = {}  # a header name as sent -> its lower-case str
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH")}
 
 
 def _head(resp: HttpResponse, length: int, keep_alive: bool) -> bytes:
@@ -220,14 +221,16 @@ class _Connection(asyncio.Protocol):
         if self.discarding:
             return
         self.in_message = False
-        url = httptools.parse_url(self.url)
+        raw = self.url
+        if raw[:1] == b"/" and b"?" not in raw and b"#" not in raw:  # a plain path
+            path, query = raw.decode("latin-1"), ""
+        else:
+            url = httptools.parse_url(raw)
+            path, query = url.path.decode("latin-1"), (url.query or b"").decode("latin-1")
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        method = self.parser.get_method()
         request = HttpRequest(
-            self.parser.get_method().decode(),
-            url.path.decode("latin-1"),
-            (url.query or b"").decode("latin-1"),
-            self.headers,
-            body,
+            _METHODS.get(method) or method.decode(), path, query, self.headers, body
         )
         keep_alive = self.parser.should_keep_alive() and not self.server.draining
         if self.busy:

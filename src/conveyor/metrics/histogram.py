@@ -44,6 +44,16 @@ class Histogram:
         self.sum += value * n
         self.count += n
 
+    def observe_all(self, values: list[int] | list[float], divisor: float = 1.0) -> None:
+        """`observe(v / divisor)` for each of `values` (a batch's requests: one call)."""
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for v in values:
+            value = v / divisor
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self.sum += total
+        self.count += len(values)
+
     def cumulative(self) -> list[tuple[str, int]]:
         """(le, cumulative count) pairs, +Inf last."""
         out, total = [], 0

@@ -25,14 +25,13 @@ from conveyor.protocol.tensors import count, from_bytes, numeric_from_json, to_b
 from conveyor.sharedmem import ShmRef
 from conveyor.types import Chunk, InferRequest, InferResponse, RequestedOutput
 
+_INT = {int}
+
 
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
-    if type(raw) is list:
-        for d in raw:
-            if type(d) is not int or d < 0:
-                break
-        else:
-            return tuple(raw)
+    # type(d) is int for every d (not bool, not float), and none negative: in C
+    if type(raw) is list and (not raw or (set(map(type, raw)) == _INT and min(raw) >= 0)):
+        return tuple(raw)
     raise InvalidRequestError(f"input '{name}': shape must be a list of non-negative ints")
 
 
@@ -49,7 +48,7 @@ def _flatten_strings(data: Any, out: list[bytes]) -> None:
 
 
 def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
-    if not isinstance(data, list):
+    if type(data) is not list:
         data = [data]
     if datatype == "BYTES":
         flat: list[bytes] = []
@@ -63,12 +62,44 @@ def _json_array(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
         arr[:] = flat
     else:
         arr = numeric_from_json(name, datatype, data)
-    if arr.size != count(shape):
+    try:
+        return arr.reshape(shape)
+    except ValueError:
         raise InvalidRequestError(
             f"input '{name}': shape {list(shape)} needs {count(shape)} elements, "
             f"data has {arr.size}"
+        ) from None
+
+
+def _binary_size(name: str, size: Any, offset: int, total: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidRequestError(f"input '{name}': binary_data_size must be an int >= 0")
+    if offset + size > total:
+        raise InvalidRequestError(
+            f"input '{name}': binary_data_size {size} runs past the end of the body "
+            f"({total - offset} bytes of binary data left); body truncated?"
         )
-    return arr.reshape(shape)
+    return int(size)
+
+
+def _requested_outputs(raw_outputs: Any, shm_outputs: dict[str, ShmRef]) -> list[RequestedOutput]:
+    if type(raw_outputs) is not list:
+        raise InvalidRequestError("'outputs' must be a list of objects with a 'name'")
+    outputs = []
+    for raw in raw_outputs:
+        if type(raw) is not dict or type(raw.get("name")) is not str:
+            raise InvalidRequestError("each requested output needs a 'name'")
+        name = raw["name"]
+        p = raw.get("parameters") or {}
+        if type(p) is not dict:
+            raise InvalidRequestError(f"output '{name}': 'parameters' must be an object")
+        if "classification" in p:
+            raise InvalidRequestError("the classification extension is not supported")
+        if "shared_memory_region" in p:
+            shm_outputs[name] = ShmRef.from_params(f"output '{name}'", p)
+        binary = p.get("binary_data")
+        outputs.append(RequestedOutput(name, None if binary is None else bool(binary)))
+    return outputs
 
 
 def decode_request(
@@ -78,54 +109,57 @@ def decode_request(
     version: str,
     limits: Limits | None = None,
 ) -> InferRequest:
-    """Turn a V2 REST infer body into an InferRequest (named numpy arrays)."""
+    """Turn a V2 REST infer body into an InferRequest (named numpy arrays). Every shape
+    of bad input is an InvalidRequestError that names it."""
     total = len(body)
-    if header_length is None:
+    if header_length is None or header_length == total:  # all JSON: the common case
         header_length = total
+        text: bytes | memoryview = body
     elif not 0 <= header_length <= total:
         raise InvalidRequestError(
             f"Inference-Header-Content-Length is {header_length} but the body has {total} bytes"
         )
-    view = memoryview(body)
+    else:
+        text = memoryview(body)[:header_length]
     try:
-        header = orjson.loads(view[:header_length])
+        header = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"malformed JSON in request body: {exc}") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise InvalidRequestError("request body must be a JSON object")
     if limits is not None:
-        limits.check_json_depth(header, raw=body[:header_length])  # all of it: no copy
+        limits.check_json_depth(header, raw=body if text is body else body[:header_length])
     raw_inputs = header.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
+    if type(raw_inputs) is not list or not raw_inputs:
         raise InvalidRequestError("request needs a non-empty 'inputs' list")
     offset = header_length
     inputs: dict[str, np.ndarray] = {}
     shm_inputs: dict[str, tuple[ShmRef, str, tuple[int, ...]]] = {}
     for raw in raw_inputs:
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        if type(raw) is not dict or type(name := raw.get("name")) is not str:
             raise InvalidRequestError("each input needs a 'name'")
-        name = raw["name"]
         if name in inputs or name in shm_inputs:
             raise InvalidRequestError(f"input '{name}' appears twice")
         datatype = raw.get("datatype")
-        if datatype not in V2_TO_NUMPY:
+        if type(datatype) is not str or datatype not in V2_TO_NUMPY:
             raise InvalidRequestError(f"input '{name}': unknown datatype {datatype!r}")
         shape = _shape(raw.get("shape"), name)
-        params = raw.get("parameters") or {}
-        if not isinstance(params, dict):
+        params = raw.get("parameters")
+        if not params:  # the common case: JSON data
+            if "data" not in raw:
+                raise InvalidRequestError(f"input '{name}' has neither 'data' nor binary_data_size")
+            inputs[name] = _json_array(name, datatype, shape, raw["data"])
+            continue
+        if type(params) is not dict:
             raise InvalidRequestError(f"input '{name}': 'parameters' must be an object")
         size = params.get("binary_data_size")
         if "shared_memory_region" in params:
             shm_inputs[name] = (ShmRef.from_params(f"input '{name}'", params), datatype, shape)
         elif size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise InvalidRequestError(f"input '{name}': binary_data_size must be an int >= 0")
-            if offset + size > total:
-                raise InvalidRequestError(
-                    f"input '{name}': binary_data_size {size} runs past the end of the body "
-                    f"({total - offset} bytes of binary data left); body truncated?"
-                )
-            inputs[name] = from_bytes(name, datatype, shape, view[offset : offset + size])
+            size = _binary_size(name, size, offset, total)
+            inputs[name] = from_bytes(
+                name, datatype, shape, memoryview(body)[offset : offset + size]
+            )
             offset += size
         elif "data" in raw:
             inputs[name] = _json_array(name, datatype, shape, raw["data"])
@@ -137,33 +171,22 @@ def decode_request(
             f"binary_data_size add up to {offset - header_length}"
         )
     req_params = header.get("parameters") or {}
-    if not isinstance(req_params, dict):
+    if type(req_params) is not dict:
         raise InvalidRequestError("'parameters' must be an object")
-    outputs = None
     shm_outputs: dict[str, ShmRef] = {}
-    if header.get("outputs") is not None:
-        outputs = []
-        for raw in header["outputs"]:
-            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-                raise InvalidRequestError("each requested output needs a 'name'")
-            p = raw.get("parameters") or {}
-            if "classification" in p:
-                raise InvalidRequestError("the classification extension is not supported")
-            if "shared_memory_region" in p:
-                shm_outputs[raw["name"]] = ShmRef.from_params(f"output '{raw['name']}'", p)
-            binary = p.get("binary_data")
-            outputs.append(RequestedOutput(raw["name"], None if binary is None else bool(binary)))
+    raw_outputs = header.get("outputs")
+    outputs = None if raw_outputs is None else _requested_outputs(raw_outputs, shm_outputs)
     rid = header.get("id")
     return InferRequest(
-        model=model,
-        version=version,
-        inputs=inputs,
-        id=str(rid) if rid is not None else None,
-        outputs=outputs,
-        parameters=req_params,
-        binary_output=bool(req_params.get("binary_data_output", False)),
-        shm_inputs=shm_inputs,
-        shm_outputs=shm_outputs,
+        model,
+        inputs,
+        version,
+        str(rid) if rid is not None else None,
+        outputs,
+        req_params,
+        bool(req_params.get("binary_data_output", False)) if req_params else False,
+        shm_inputs,
+        shm_outputs,
     )
 
 
@@ -172,38 +195,45 @@ def _json_data(arr: np.ndarray) -> Any:
         return [
             x.decode(errors="replace") if isinstance(x, bytes) else str(x) for x in arr.reshape(-1)
         ]
-    return np.ascontiguousarray(arr).reshape(-1)
+    return arr.ravel()  # C-contiguous (a copy only when it is not): what orjson serializes
 
 
 def encode_response(
     response: InferResponse, request: InferRequest
 ) -> tuple[list[Chunk], int | None]:
     """Encode as V2 REST: (body buffers, header length if any output is binary, else None)."""
-    wanted: dict[str, bool | None] = (
-        {o.name: o.binary for o in request.outputs}
+    results = response.outputs
+    wanted: Any = (
+        [(o.name, o.binary) for o in request.outputs]
         if request.outputs is not None
-        else dict.fromkeys(response.outputs)
+        else [(name, None) for name in results]
     )
     outs = []
     blobs: list[Chunk] = []
-    for name, binary in wanted.items():
-        arr = response.outputs[name]
-        entry: dict[str, Any] = {
-            "name": name,
-            "datatype": v2_datatype(arr.dtype),
-            "shape": list(arr.shape),
-        }
-        if name in response.in_shm:
+    in_shm = response.in_shm
+    for name, binary in wanted:
+        arr = results[name]
+        dtype = arr.dtype
+        datatype = _DATATYPES.get(dtype) or v2_datatype(dtype)
+        if name in in_shm:
             # Written to shared memory: neither data nor parameters, as Triton answers
             # (Triton's C++ client reads `binary_data_size` from any `parameters`).
-            pass
+            outs.append({"name": name, "datatype": datatype, "shape": arr.shape})
         elif binary if binary is not None else request.binary_output:
             blob = to_bytes(arr)
-            entry["parameters"] = {"binary_data_size": len(memoryview(blob))}
             blobs.append(blob)
+            outs.append(
+                {
+                    "name": name,
+                    "datatype": datatype,
+                    "shape": arr.shape,
+                    "parameters": {"binary_data_size": len(memoryview(blob))},
+                }
+            )
         else:
-            entry["data"] = _json_data(arr)
-        outs.append(entry)
+            outs.append(
+                {"name": name, "datatype": datatype, "shape": arr.shape, "data": _json_data(arr)}
+            )
     header: dict[str, Any] = {"model_name": response.model, "model_version": response.version}
     if response.id is not None:
         header["id"] = response.id
@@ -214,3 +244,8 @@ def encode_response(
     if not blobs:
         return [head], None
     return [head, *blobs], len(head)
+
+
+# numeric dtypes' V2 names, looked up by the dtype itself (BYTES kinds go through
+# v2_datatype: 'S', 'U' and 'O' dtypes of any size)
+_DATATYPES = {dtype: name for name, dtype in V2_TO_NUMPY.items() if name != "BYTES"}

@@ -7,10 +7,12 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
 from tests.e2e.utils import ServerProcess
+from tests.mutate import mutations
 
 pytestmark = pytest.mark.e2e
 
@@ -24,19 +26,15 @@ GOOD = orjson.dumps(
 )
 
 
+SIMPLE_ONLY = ("--model-control-mode", "explicit", "--load-model", "simple")
+
+
 @pytest.fixture(scope="module")
 def small(demo_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with a 4 KiB request limit."""
-    proc = ServerProcess(
-        demo_repo,
-        "--model-control-mode",
-        "explicit",
-        "--load-model",
-        "simple",
-        "--max-request-bytes",
-        "4KiB",
-        log_dir=tmp_path_factory.mktemp("logs"),
-    ).start()
+    logs = tmp_path_factory.mktemp("logs")
+    proc = ServerProcess(demo_repo, *SIMPLE_ONLY, "--max-request-bytes", "4KiB", log_dir=logs)
+    proc.start()
     yield proc
     assert proc.stop() == 0
 
@@ -191,3 +189,44 @@ def test_not_loaded_model_in_explicit_mode(small: ServerProcess) -> None:
     }
     assert index["simple"]["state"] == "READY"  # every model directory is listed, as by Triton
     assert index["mlp"] == {"name": "mlp", "version": "", "state": "", "reason": ""}
+
+
+def test_mutated_bodies_on_every_post_route_are_never_a_500(
+    demo_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Valid bodies for each POST route, mutated at random (seeded, bounded): every answer
+    is a success or a 4xx, never an internal error; a 503 only for a request whose own
+    `timeout` parameter ran out. Then the server still answers a good request."""
+    proc = ServerProcess(demo_repo, *SIMPLE_ONLY, log_dir=tmp_path_factory.mktemp("logs"))
+    proc.start()
+    valid = {
+        "/v2/models/simple/infer": {
+            **orjson.loads(GOOD),
+            "id": "r",
+            "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": False}}],
+            "parameters": {"priority": 0, "timeout": 1_000_000, "binary_data_output": False},
+        },
+        "/v2/repository/index": {"ready": True},
+        "/v2/repository/models/simple/routing": {
+            "version_labels": {"stable": 1},
+            "traffic_split": {"1": 100},
+        },
+        "/v2/logging": {"log_level": "INFO", "access_log": False},
+        "/v2/systemsharedmemory/region/r/register": {"key": "/none", "offset": 0, "byte_size": 8},
+        "/v1/models/simple:predict": {
+            "instances": [{"INPUT0": list(range(16)), "INPUT1": [1] * 16}]
+        },
+        "/v2/repository/models/simple/load": {"parameters": {"config": {"max_batch_size": 8}}},
+    }
+    rng = np.random.default_rng(7)
+    try:
+        for i in range(700):
+            path, doc = list(valid.items())[i % len(valid)]
+            body = orjson.dumps(mutations(doc, rng))
+            status, _, raw = proc.request("POST", path, body)
+            timed_out = status == 503 and b"timed out" in raw
+            assert status < 500 or timed_out, (path, body, status, raw)
+        ok, _, raw = proc.request("POST", "/v2/models/simple/infer", GOOD)
+        assert ok == 200, raw
+    finally:
+        assert proc.stop() == 0

@@ -13,6 +13,7 @@ from conveyor.datatypes import V2_TO_NUMPY
 from conveyor.errors import InvalidRequestError
 from conveyor.protocol.v2 import decode_request, encode_response
 from conveyor.types import InferResponse
+from tests.mutate import mutations
 
 
 def body(*inputs: dict[str, object], **extra: object) -> bytes:
@@ -246,30 +247,6 @@ def test_bad_bodies_name_the_problem(raw: bytes, hlen: int | None, message: str)
         decode_request(raw, hlen, "m", "")
 
 
-_VALUES: list[object] = [None, True, 0, -1, 2, 1.5, "", "x", "FP32", [], [1], [-1], ["a"], {}]
-
-
-def _mutations(doc: object, rng: np.random.Generator, depth: int = 0) -> object:
-    """`doc` with values here and there replaced, removed or added (seeded)."""
-    if isinstance(doc, dict):
-        out = {}
-        for key, value in doc.items():
-            roll = rng.random()
-            if roll < 0.1:
-                continue  # dropped
-            out[key] = _VALUES[rng.integers(len(_VALUES))] if roll < 0.3 else value
-            if roll >= 0.3:
-                out[key] = _mutations(value, rng, depth + 1)
-        if rng.random() < 0.1:
-            out["parameters"] = _VALUES[rng.integers(len(_VALUES))]
-        return out
-    if isinstance(doc, list) and doc and rng.random() < 0.5:
-        return [_mutations(v, rng, depth + 1) for v in doc] + (
-            [_VALUES[rng.integers(len(_VALUES))]] if rng.random() < 0.2 else []
-        )
-    return doc
-
-
 def test_any_malformed_body_is_a_400_never_a_crash() -> None:
     """Valid requests mutated at random (seeded): each one decodes or is an
     InvalidRequestError (a 400 that names it), never another exception (a 500)."""
@@ -286,7 +263,7 @@ def test_any_malformed_body_is_a_400_never_a_crash() -> None:
     }
     outcomes = {"decoded": 0, "refused": 0}
     for _ in range(3000):
-        header = orjson.dumps(_mutations(valid, rng))
+        header = orjson.dumps(mutations(valid, rng))
         raw = header + np.arange(2, dtype=np.int32).tobytes()
         for hlen in (len(header), None):
             try:

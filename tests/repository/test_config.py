@@ -132,3 +132,35 @@ def test_model_filename_may_name_a_subdirectory() -> None:
     config = parse_config({"default_model_filename": "sub/model.onnx"}, "m")
     assert config.default_model_filename == "sub/model.onnx"
     assert parse_config({}, "m").default_model_filename == "model.onnx"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("parameters", 5, "parameters must be a mapping"),
+        ("parameters", [1], "parameters must be a mapping"),
+        ("version_labels", "stable", "version_labels must be a mapping"),
+        ("traffic_split", [{"value": 1}], "traffic_split must be a mapping"),
+        ("dynamic_batching", {"priority_queue_policy": 3}, "priority_queue_policy must be"),
+    ],
+)
+def test_a_map_that_is_not_one_is_a_config_error(field: str, value: object, message: str) -> None:
+    """Maps come as mappings or pbtxt's {key, value} entries; anything else names the field
+    (it was an AttributeError: a 500 when a load request's config override held it)."""
+    raw = {"name": "m", "backend": "onnxruntime", "max_batch_size": 4, field: value}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, "m")
+
+
+def test_maps_as_pbtxt_entries_still_parse() -> None:
+    config = parse_config(
+        {
+            "name": "m",
+            "backend": "onnxruntime",
+            "parameters": [{"key": "intra_op_thread_count", "value": {"string_value": "1"}}],
+            "version_labels": {"key": "stable", "value": 1},
+        },
+        "m",
+    )
+    assert config.parameters == {"intra_op_thread_count": "1"}
+    assert config.version_labels == {"stable": 1}

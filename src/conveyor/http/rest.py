@@ -186,7 +186,10 @@ class RestApp:
             if rest[2] == "unload":
                 await self.dataplane.unload_model(name)
             else:
-                config = (_body(request).get("parameters") or {}).get("config")
+                params = _body(request).get("parameters") or {}
+                if not isinstance(params, dict):
+                    raise InvalidRequestError("'parameters' must be an object")
+                config = params.get("config")
                 if config is not None and not isinstance(config, str):
                     config = orjson.dumps(config).decode()
                 await self.dataplane.load_model(name, config)

@@ -188,7 +188,7 @@ def _dynamic_batching(raw: Any, max_batch_size: int) -> DynamicBatching:
         default_priority_level=_int(raw.get("default_priority_level", 0), "priority level"),
         default_queue_policy=_queue_policy(raw.get("default_queue_policy")),
     )
-    pqp = _map_entries(raw.get("priority_queue_policy")) or {}
+    pqp = _map_entries(raw.get("priority_queue_policy"), "priority_queue_policy")
     db.priority_queue_policy = {_int(k, "priority"): _queue_policy(v) for k, v in pqp.items()}
     for size in db.preferred_batch_size:
         if not 0 < size <= max(max_batch_size, 1):
@@ -222,19 +222,25 @@ def _version_policy(raw: Any) -> VersionPolicy:
     return VersionPolicy(kind="latest", num_versions=num)
 
 
-def _map_entries(raw: Any) -> Any:
-    """pbtxt writes a map as repeated {key: k, value: v} messages: make it a dict."""
+def _map_entries(raw: Any, what: str = "a map") -> dict[Any, Any]:
+    """A map as a dict: pbtxt writes one as repeated {key: k, value: v} messages. Anything
+    else that is not a mapping is a ConfigError naming `what`."""
+    if raw is None:
+        return {}
     if isinstance(raw, dict) and set(raw) == {"key", "value"}:
         raw = [raw]
     if isinstance(raw, list):
+        if not all(isinstance(e, dict) and isinstance(e.get("key"), str | int) for e in raw):
+            raise ConfigError(f"{what} must be a mapping (or a list of {{key, value}} entries)")
         return {entry["key"]: entry.get("value") for entry in raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} must be a mapping, got {raw!r}")
     return raw
 
 
 def _parameters(raw: Any) -> dict[str, str]:
-    raw = _map_entries(raw)
     out: dict[str, str] = {}
-    for key, value in (raw or {}).items():
+    for key, value in _map_entries(raw, "parameters").items():
         if isinstance(value, dict):
             value = value.get("string_value", "")
         out[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -255,9 +261,7 @@ def _model_filename(raw: Any) -> str:
 
 
 def _str_map(raw: Any, what: str) -> dict[str, str]:
-    entries = _map_entries(raw) or {}
-    if not isinstance(entries, dict):
-        raise ConfigError(f"{what} must be a map of tensor names")
+    entries = _map_entries(raw, what)
     return {str(k): str(v) for k, v in entries.items()}
 
 
@@ -335,7 +339,7 @@ def parse_warmup(raw: Any) -> list[Any]:
 
 def parse_labels(raw: Any) -> dict[str, int]:
     out = {}
-    for label, version in (_map_entries(raw) or {}).items():
+    for label, version in _map_entries(raw, "version_labels").items():
         label = str(label)
         if not label or label.isdigit():
             raise ConfigError(f"version label {label!r} must be a non-numeric name")
@@ -345,7 +349,7 @@ def parse_labels(raw: Any) -> dict[str, int]:
 
 def parse_split(raw: Any) -> dict[int, float]:
     out = {}
-    for version, weight in (_map_entries(raw) or {}).items():
+    for version, weight in _map_entries(raw, "traffic_split").items():
         try:
             w = float(weight)
         except (TypeError, ValueError):

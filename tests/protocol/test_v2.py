@@ -180,6 +180,16 @@ def _bin(size: int, shape: list[int], datatype: str = "FP32") -> bytes:
             "INT32 cannot hold",
         ),
         (
+            body({"name": "x", "shape": [2], "datatype": "INT8", "data": [1, 1000]}),
+            None,
+            r"value 1000 is out of range for INT8 \(-128..127\)",
+        ),
+        (
+            body({"name": "x", "shape": [1], "datatype": "UINT32", "data": [-1]}),
+            None,
+            "value -1 is out of range for UINT32",
+        ),
+        (
             body({"name": "x", "shape": [2], "datatype": "FP32", "data": ["a", "b"]}),
             None,
             "cannot hold strings",

@@ -83,4 +83,14 @@ def numeric_from_json(name: str, datatype: str, data: Any) -> np.ndarray:
             f"input '{name}': expected {datatype} values; {datatype} cannot hold {got} "
             f"(first value {raw.reshape(-1)[0]!r})"
         )
+    if dtype.kind in "iu" and raw.size and raw.dtype != dtype:
+        # an integer out of the datatype's range is refused, not wrapped around
+        info = np.iinfo(dtype)  # type: ignore[type-var]  # integer kinds only, checked above
+        low, high = raw.min(), raw.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise InvalidRequestError(
+                f"input '{name}': value {bad} is out of range for {datatype} "
+                f"({info.min}..{info.max})"
+            )
     return raw.astype(dtype, copy=False)

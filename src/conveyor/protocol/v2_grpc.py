@@ -76,7 +76,10 @@ def _typed(
         arr = np.empty(n, dtype=object)
         arr[:] = list(values)
         return arr.reshape(shape)
-    return np.array(values, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+    try:
+        return np.array(values, dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+    except OverflowError as exc:  # e.g. 1000 in int_contents for INT8: refused, not wrapped
+        raise InvalidRequestError(f"input '{name}': {exc} ({datatype})") from None
 
 
 def decode_request(msg: pb.ModelInferRequest) -> InferRequest:

@@ -18,7 +18,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from _harness import Process, bench_json, conveyor_server, demo_repo, median
+from _harness import Process, bench_json, conveyor_server, demo_repo, median, rotated
 from tests.e2e.utils import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -81,8 +81,8 @@ def main() -> None:
             point(target, 4, 2, metadata)
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
         for clients in [int(c) for c in args.clients.split(",")]:
-            for _ in range(args.rounds):
-                for name, target in targets.items():
+            for r in range(args.rounds):
+                for name, target in rotated(list(targets.items()), r):
                     r = point(target, clients, args.seconds, metadata)
                     results.setdefault((name, clients), []).append(r)
     print(f"\n{'target':<15}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")

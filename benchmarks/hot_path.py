@@ -12,9 +12,13 @@ it: what is left is what our Python costs next to the floor's.
     python benchmarks/hot_path.py [--requests 20000] [--profile]
 
 `--profile [1|32]` prints cProfile's table for the Conveyor side (32 per pass unless
-1 is given). Under
-`valgrind --tool=callgrind` the figures become instruction counts that repeat whatever
-the machine's load.
+1 is given). `--bytecodes [1|32]` counts the Python bytecodes each request executes, by
+function: the same on any machine, whatever its load, so a change to the path can be
+weighed exactly (2,594 per request at 32 per pass before session 10's trims; the floor
+runs about 60). Under `valgrind --tool=callgrind` the figures become instruction counts
+that repeat whatever the machine's load (run it twice with different `--requests` and
+divide the difference; valgrind's slowness makes the measured cost of a run exceed
+`inline_execution_max_us`, so the model leaves the loop unless that is raised).
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import asyncio
 import cProfile
 import importlib.util
 import pstats
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -91,6 +98,28 @@ async def measure(feed: list[Callable[[bytes], None]], sinks: list[Sink], reques
     return (time.thread_time_ns() - start) / 1e3 / (passes * per_pass)
 
 
+async def bytecodes(
+    feed: list[Callable[[bytes], None]], sinks: list[Sink], requests: int
+) -> Counter[tuple[str, str]]:
+    """Bytecodes executed per function over `requests` requests (sys.settrace's opcode
+    events: slow, exact)."""
+    counts: Counter[tuple[str, str]] = Counter()
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            code = frame.f_code
+            counts[(code.co_filename.rsplit("/src/", 1)[-1], code.co_name)] += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        await measure(feed, sinks, requests)
+    finally:
+        sys.settrace(None)
+    return counts
+
+
 def floor_protocol(model: Path) -> Any:
     spec = importlib.util.spec_from_file_location("floor", HERE / "peers" / "floor.py")
     assert spec is not None and spec.loader is not None
@@ -138,6 +167,14 @@ async def run(args: argparse.Namespace) -> None:
         )
     stats = repository.get("linear", "").scheduler.stats
     print(f"  mean batch: {stats.inference_count / max(1, stats.execution_count):.1f} rows")
+    if args.bytecodes:
+        feed, sinks = setups[("conveyor", args.bytecodes)]
+        per_function = await bytecodes(feed, sinks, 10 * args.bytecodes)
+        n = 10 * args.bytecodes
+        print(f"Python bytecodes per request ({args.bytecodes} per pass):")
+        print(f"  {sum(per_function.values()) / n:8.0f}  in all")
+        for (where, name), count in per_function.most_common(30):
+            print(f"  {count / n:8.1f}  {where}:{name}")
     if args.profile:
         feed, sinks = setups[("conveyor", args.profile)]
         profile = cProfile.Profile()
@@ -159,6 +196,14 @@ def main() -> None:
         const=32,
         choices=(1, 32),
         help="print cProfile's table for Conveyor at this many requests per pass (32)",
+    )
+    p.add_argument(
+        "--bytecodes",
+        type=int,
+        nargs="?",
+        const=32,
+        choices=(1, 32),
+        help="count the Python bytecodes per request, by function (32 per pass unless 1)",
     )
     args = p.parse_args()
     try:

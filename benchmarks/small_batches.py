@@ -15,7 +15,7 @@ import argparse
 from contextlib import ExitStack
 
 from _harness import TINY_BODY as BODY
-from _harness import WrkResult, conveyor_server, demo_repo, median, model_repo, wrk
+from _harness import WrkResult, conveyor_server, demo_repo, median, model_repo, rotated, wrk
 from conveyor.demo.repository import LINEAR_YAML
 
 # the demo's `linear` with seed 004's batching: at most 4 rows, a 10 ms window
@@ -54,8 +54,8 @@ def main() -> None:
             wrk(url, BODY, headers, 4, 2)
         results: dict[tuple[str, int], list[WrkResult]] = {}
         for clients in [int(c) for c in args.clients.split(",")]:
-            for _ in range(args.rounds):
-                for name, url in targets.items():
+            for r in range(args.rounds):
+                for name, url in rotated(list(targets.items()), r):
                     results.setdefault((name, clients), []).append(
                         wrk(url, BODY, headers, clients, args.seconds)
                     )

@@ -25,7 +25,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from _harness import TINY_BODY as BODY
-from _harness import Process, WrkResult, conveyor_server, cpu_seconds, demo_repo, median, wrk
+from _harness import (
+    Process,
+    WrkResult,
+    conveyor_server,
+    cpu_seconds,
+    demo_repo,
+    median,
+    rotated,
+    wrk,
+)
 
 HERE = Path(__file__).resolve().parent
 FASTAPI_APP = HERE.parent / "src" / "conveyor" / "lab" / "servers" / "fastapi_app.py"
@@ -86,8 +95,8 @@ def main() -> None:
         results: dict[tuple[str, int], list[WrkResult]] = {}
         cpu_us: dict[tuple[str, int], list[float]] = {}
         for clients in [int(c) for c in args.clients.split(",")]:
-            for _ in range(args.rounds):
-                for name, url in targets.items():
+            for r in range(args.rounds):
+                for name, url in rotated(list(targets.items()), r):
                     cpu0 = cpu_seconds(pids[name])
                     result = run(url, clients)
                     cpu = cpu_seconds(pids[name]) - cpu0

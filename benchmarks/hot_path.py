@@ -14,11 +14,12 @@ it: what is left is what our Python costs next to the floor's.
 `--profile [1|32]` prints cProfile's table for the Conveyor side (32 per pass unless
 1 is given). `--bytecodes [1|32]` counts the Python bytecodes each request executes, by
 function: the same on any machine, whatever its load, so a change to the path can be
-weighed exactly (2,594 per request at 32 per pass before session 10's trims; the floor
-runs about 60). Under `valgrind --tool=callgrind` the figures become instruction counts
-that repeat whatever the machine's load (run it twice with different `--requests` and
-divide the difference; valgrind's slowness makes the measured cost of a run exceed
-`inline_execution_max_us`, so the model leaves the loop unless that is raised).
+weighed exactly (2,594 per request at 32 per pass before session 10's trims, 2,535
+after; the floor runs about 120 of its own). Under `valgrind --tool=callgrind` the
+figures become instruction counts that repeat whatever the machine's load (run twice
+with different `--requests` and divide the difference; under valgrind's slowness the
+measured cost of a run exceeds `inline_execution_max_us`, so the model leaves the loop
+unless that is raised).
 """
 
 from __future__ import annotations

@@ -64,9 +64,7 @@ class ModelStats:
     batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
 
     def record_request(self, ok: bool, duration_ns: int, reason: str = "") -> None:
-        total = self.success if ok else self.fail
-        total.count += 1
-        total.ns += duration_ns
+        (self.success if ok else self.fail).add(duration_ns)
         if not ok:
             self.failures[reason or "internal"] += 1
         if self.histograms:
@@ -76,37 +74,22 @@ class ModelStats:
         self, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int
     ) -> None:
         """One execution of len(queue_ns) requests holding `rows` rows in all; `queue_ns`
-        is each request's time in the queue. (On every inference: the sums are spelled
-        out rather than made by calls.)"""
+        is each request's time in the queue."""
         requests = len(queue_ns)
         queued = queue_ns[0] if requests == 1 else sum(queue_ns)
-        total = self.queue
-        total.count += requests
-        total.ns += queued
-        total = self.compute_input
-        total.count += requests
-        total.ns += input_ns * requests
-        total = self.compute_infer
-        total.count += requests
-        total.ns += infer_ns * requests
-        total = self.compute_output
-        total.count += requests
-        total.ns += output_ns * requests
+        self.queue.add(queued, requests)
+        self.compute_input.add(input_ns * requests, requests)
+        self.compute_infer.add(infer_ns * requests, requests)
+        self.compute_output.add(output_ns * requests, requests)
         self.inference_count += rows
         self.execution_count += 1
         self.last_inference_ms = time.time_ns() // 1_000_000
         b = self.batches.get(rows)
         if b is None:
             b = self.batches[rows] = BatchStats()
-        total = b.compute_input
-        total.count += 1
-        total.ns += input_ns
-        total = b.compute_infer
-        total.count += 1
-        total.ns += infer_ns
-        total = b.compute_output
-        total.count += 1
-        total.ns += output_ns
+        b.compute_input.add(input_ns)
+        b.compute_infer.add(infer_ns)
+        b.compute_output.add(output_ns)
         if self.histograms:
             if requests == 1:
                 self.queue_seconds.observe(queued / 1e9)
